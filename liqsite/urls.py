@@ -1,0 +1,14 @@
+from __future__ import annotations
+
+from django.contrib import admin
+from django.urls import include, path
+
+admin.site.site_header = "liqsite admin"
+admin.site.site_title = "liqsite admin"
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("api/v1/", include("maps.api_urls")),
+    path("", include("accounts.urls")),
+    path("", include("maps.urls")),
+]

@@ -1,0 +1,248 @@
+from __future__ import annotations
+
+import io
+from functools import cached_property
+
+import numpy as np
+from django.core.exceptions import ValidationError
+from django.core.validators import MinValueValidator
+from django.db import models
+from django.urls import reverse
+from django.utils import timezone
+
+from maps.engine.types import DEFAULT_TIERS, EngineError, Params, Tier
+
+WINDOWS = {
+    "12h": 12 * 3_600_000,
+    "24h": 24 * 3_600_000,
+    "3d": 3 * 86_400_000,
+    "7d": 7 * 86_400_000,
+    "30d": 30 * 86_400_000,
+    "90d": 90 * 86_400_000,
+}
+WINDOW_CHOICES = [(key, key) for key in WINDOWS]
+STEP_CHOICES = [
+    (300_000, "5 minutes"),
+    (900_000, "15 minutes"),
+    (1_800_000, "30 minutes"),
+    (3_600_000, "1 hour"),
+]
+
+
+def default_tiers() -> list[list[float]]:
+    return [[tier.leverage, tier.weight] for tier in DEFAULT_TIERS]
+
+
+class Exchange(models.Model):
+    slug = models.SlugField(max_length=32, unique=True, help_text="URL name, e.g. binance")
+    name = models.CharField(max_length=64)
+    ccxt_id = models.CharField(
+        max_length=32, blank=True, help_text="ccxt exchange id, e.g. binanceusdm, bybit, okx"
+    )
+    is_demo = models.BooleanField(default=False, help_text="Holds simulated demo data")
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def get_absolute_url(self) -> str:
+        return reverse("maps:exchange", args=[self.slug])
+
+
+class MarketQuerySet(models.QuerySet):
+    def tracked(self) -> MarketQuerySet:
+        return self.filter(tracked=True)
+
+
+class Market(models.Model):
+    LONG_SHARE_CHOICES = [
+        ("taker", "taker buy share of volume"),
+        ("ratio", "global long/short account ratio"),
+        ("candle", "candle direction"),
+        ("even", "even split"),
+    ]
+
+    exchange = models.ForeignKey(Exchange, on_delete=models.CASCADE, related_name="markets")
+    symbol = models.CharField(max_length=40, help_text="The exchange's own symbol, e.g. BTCUSDT")
+    slug = models.SlugField(max_length=40, help_text="URL name, e.g. btcusdt")
+    base = models.CharField(max_length=20, help_text="Base coin, e.g. BTC")
+    quote = models.CharField(max_length=20, help_text="Quote currency, e.g. USDT")
+    ccxt_symbol = models.CharField(max_length=60, blank=True, help_text="e.g. BTC/USDT:USDT")
+    contract_size = models.FloatField(
+        default=1.0,
+        validators=[MinValueValidator(0.0)],
+        help_text="Base units per contract (OKX swaps); 1 where sizes are in base units",
+    )
+    tracked = models.BooleanField(default=True, db_index=True)
+    is_demo = models.BooleanField(default=False, help_text="Holds simulated demo data")
+    step_ms = models.PositiveIntegerField("step", choices=STEP_CHOICES, default=300_000)
+
+    tiers = models.JSONField(default=default_tiers, help_text="[[leverage, weight], ...]")
+    mmr = models.FloatField("maintenance margin rate", default=0.004)
+    long_share = models.CharField(max_length=8, choices=LONG_SHARE_CHOICES, default="taker")
+    holding_hours = models.FloatField(
+        null=True, blank=True, default=24.0, help_text="Mean holding time; empty means infinite"
+    )
+    bin_bps = models.FloatField("bin width (bps)", default=10.0)
+
+    last_bar_at = models.DateTimeField(null=True, blank=True)
+    last_ingest_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    last_error_at = models.DateTimeField(null=True, blank=True)
+    created = models.DateTimeField(auto_now_add=True)
+
+    objects = MarketQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["exchange__name", "symbol"]
+        constraints = [
+            models.UniqueConstraint(fields=["exchange", "slug"], name="market_unique_slug"),
+            models.UniqueConstraint(fields=["exchange", "symbol"], name="market_unique_symbol"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.exchange.name} {self.symbol}"
+
+    def get_absolute_url(self) -> str:
+        return reverse("maps:pair", args=[self.exchange.slug, self.slug])
+
+    def engine_params(self, window: str = "7d", *, max_columns: int = 500) -> Params:
+        """The engine's parameters for this market and one of WINDOWS."""
+        holding = None if self.holding_hours is None else round(self.holding_hours * 3_600_000)
+        return Params(
+            tiers=tuple(Tier(float(lev), float(w)) for lev, w in self.tiers),
+            mmr=self.mmr,
+            long_share=self.long_share,
+            holding_ms=holding,
+            bin_bps=self.bin_bps,
+            window_ms=WINDOWS[window],
+            max_columns=max_columns,
+            step_ms=self.step_ms,
+        )
+
+    def clean(self) -> None:
+        if not isinstance(self.tiers, list) or not all(
+            isinstance(t, list | tuple) and len(t) == 2 for t in self.tiers
+        ):
+            raise ValidationError({"tiers": "Give tiers as [[leverage, weight], ...]"})
+        try:
+            self.engine_params()
+        except (EngineError, TypeError, ValueError) as exc:
+            raise ValidationError(str(exc)) from None
+
+
+class Bar(models.Model):
+    """One step of one market: prices, volumes, open interest (base units at the step's end)."""
+
+    market = models.ForeignKey(Market, on_delete=models.CASCADE, related_name="bars")
+    time = models.DateTimeField(help_text="Step open time, UTC")
+    open = models.FloatField()
+    high = models.FloatField()
+    low = models.FloatField()
+    close = models.FloatField()
+    volume = models.FloatField()
+    taker_buy_volume = models.FloatField()
+    open_interest = models.FloatField()
+    long_short_ratio = models.FloatField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["market", "time"]
+        constraints = [
+            models.UniqueConstraint(fields=["market", "time"], name="bar_unique_market_time")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.market_id} {self.time:%Y-%m-%d %H:%M}"
+
+
+class LiquidationEvent(models.Model):
+    """A real liquidation order reported by an exchange."""
+
+    SIDE_CHOICES = [("long", "long"), ("short", "short")]
+
+    market = models.ForeignKey(Market, on_delete=models.CASCADE, related_name="events")
+    time = models.DateTimeField(help_text="Trade time, UTC")
+    side = models.CharField(
+        max_length=5, choices=SIDE_CHOICES, help_text="Side of the position liquidated"
+    )
+    price = models.FloatField(help_text="Average fill price")
+    quantity = models.FloatField(help_text="Base units")
+    notional_usd = models.FloatField()
+    source = models.CharField(max_length=20, help_text="binance-vision, stream, rest or demo")
+
+    class Meta:
+        ordering = ["market", "time"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["market", "time", "side", "price", "quantity"],
+                name="event_unique_order",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.side} {self.quantity} @ {self.price}"
+
+
+class MapSnapshot(models.Model):
+    """The engine's result for one market and window, arrays stored compressed in `data`."""
+
+    market = models.ForeignKey(Market, on_delete=models.CASCADE, related_name="snapshots")
+    window = models.CharField(max_length=4, choices=WINDOW_CHOICES)
+    as_of = models.DateTimeField(help_text="Open time of the last modelled step")
+    computed_at = models.DateTimeField(default=timezone.now)
+    engine_version = models.CharField(max_length=20)
+    params = models.JSONField()
+    last_close = models.FloatField()
+    bin_start = models.FloatField(help_text="Lowest bin edge")
+    bin_width = models.FloatField()
+    bin_count = models.PositiveIntegerField()
+    data = models.BinaryField(help_text="npz: heatmap, map per tier, cumulative, liquidations")
+    clusters = models.JSONField(default=list)
+    proximity = models.JSONField(default=dict)
+    report = models.JSONField(default=dict)
+
+    class Meta:
+        ordering = ["market", "window"]
+        constraints = [
+            models.UniqueConstraint(fields=["market", "window"], name="snapshot_unique_window")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.market} {self.window} @ {self.as_of:%Y-%m-%d %H:%M}"
+
+    @property
+    def edges(self) -> np.ndarray:
+        return self.bin_start + self.bin_width * np.arange(self.bin_count + 1)
+
+    @cached_property
+    def arrays(self) -> dict[str, np.ndarray]:
+        with np.load(io.BytesIO(bytes(self.data))) as npz:
+            return {key: npz[key] for key in npz.files}
+
+
+class Calibration(models.Model):
+    """Weights fitted to a market's real liquidations, and the model's accuracy on them."""
+
+    market = models.ForeignKey(Market, on_delete=models.CASCADE, related_name="calibrations")
+    computed_at = models.DateTimeField(default=timezone.now)
+    period_start = models.DateTimeField()
+    period_end = models.DateTimeField()
+    engine_version = models.CharField(max_length=20)
+    prior = models.JSONField(help_text="[[leverage, weight], ...] the fit started from")
+    weights = models.JSONField(help_text="Fitted weights, one per tier")
+    scale = models.FloatField()
+    corr_long = models.FloatField(null=True)
+    corr_short = models.FloatField(null=True)
+    hit_rate = models.FloatField(null=True)
+    coverage = models.FloatField(null=True)
+    events_used = models.PositiveIntegerField()
+
+    class Meta:
+        ordering = ["market", "-computed_at"]
+        get_latest_by = "computed_at"
+
+    def __str__(self) -> str:
+        return f"{self.market} {self.computed_at:%Y-%m-%d}"

@@ -1,0 +1,164 @@
+"""Writes: run the engine on a market's stored bars and keep the result as snapshots."""
+
+from __future__ import annotations
+
+import io
+import logging
+from collections.abc import Iterable
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from maps import engine
+from maps.engine.types import Bars, EngineError, Result
+from maps.models import WINDOWS, Calibration, MapSnapshot, Market
+from maps.selectors import market_bars_arrays, market_events_arrays
+
+log = logging.getLogger(__name__)
+
+_ARRAY_DTYPES = {
+    "heat_times": np.int64,
+    "heat_long": np.float32,
+    "heat_short": np.float32,
+    "map_long": np.float32,
+    "map_short": np.float32,
+    "cum_long": np.float64,
+    "cum_short": np.float64,
+    "liq_times": np.int64,
+    "liq_long": np.float32,
+    "liq_short": np.float32,
+}
+
+
+def ms_to_datetime(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC)
+
+
+def market_bars_for_windows(*, market: Market, windows: Iterable[str]) -> Bars:
+    """Bars covering the longest of `windows`, ending at the market's last bar."""
+    longest = max(WINDOWS[w] for w in windows)
+    last = market.bars.order_by("-time").values_list("time", flat=True).first()
+    if last is None:
+        return market_bars_arrays(market_id=market.pk)
+    start = last + timedelta(milliseconds=market.step_ms - longest)
+    return market_bars_arrays(market_id=market.pk, start=start)
+
+
+def snapshot_from_result(*, market: Market, window: str, result: Result) -> MapSnapshot:
+    """Store (insert or replace) the result as the market's snapshot for `window`."""
+    buffer = io.BytesIO()
+    np.savez_compressed(
+        buffer,
+        **{name: getattr(result, name).astype(dtype) for name, dtype in _ARRAY_DTYPES.items()},
+    )
+    edges = result.edges
+    snapshot, _ = MapSnapshot.objects.update_or_create(
+        market=market,
+        window=window,
+        defaults={
+            "as_of": ms_to_datetime(result.as_of),
+            "computed_at": timezone.now(),
+            "engine_version": engine.ENGINE_VERSION,
+            "params": engine.result_to_json(result, arrays=False)["params"],
+            "last_close": result.last_close,
+            "bin_start": float(edges[0]),
+            "bin_width": float(edges[1] - edges[0]),
+            "bin_count": len(edges) - 1,
+            "data": buffer.getvalue(),
+            "clusters": result.clusters,
+            "proximity": result.proximity,
+            "report": _jsonable_report(result.report),
+        },
+    )
+    return snapshot
+
+
+def _jsonable_report(report: dict) -> dict:
+    return {k: v for k, v in report.items() if k in {"gaps", "steps", "window_start", "totals"}}
+
+
+def snapshot_to_result(snapshot: MapSnapshot) -> Result:
+    """The stored snapshot as an engine Result (for aggregation across exchanges)."""
+    arrays = {name: np.asarray(values, dtype=np.float64) for name, values in snapshot.arrays.items()}
+    arrays["heat_times"] = snapshot.arrays["heat_times"]
+    arrays["liq_times"] = snapshot.arrays["liq_times"]
+    return Result(
+        as_of=int(snapshot.as_of.timestamp() * 1000),
+        last_close=snapshot.last_close,
+        step_ms=snapshot.market.step_ms,
+        params=snapshot.market.engine_params(snapshot.window),
+        edges=snapshot.edges,
+        clusters=snapshot.clusters,
+        proximity=snapshot.proximity,
+        calibration=None,
+        report=snapshot.report,
+        **arrays,
+    )
+
+
+def market_snapshots_compute(
+    *, market: Market, windows: Iterable[str] | None = None
+) -> list[MapSnapshot]:
+    """Recompute the market's snapshot for each window from its stored bars.
+
+    A window the data cannot fill yet (fewer than two steps) keeps no snapshot; bad stored data
+    raises EngineError, which the caller records on the market.
+    """
+    windows = list(windows or settings.LIQSITE_WINDOWS)
+    bars = market_bars_for_windows(market=market, windows=windows)
+    if len(bars.ts) < 2:
+        return []
+    snapshots = []
+    for window in windows:
+        params = market.engine_params(window, max_columns=settings.LIQSITE_MAX_COLUMNS)
+        result = engine.run(bars, params)
+        with transaction.atomic():
+            snapshots.append(snapshot_from_result(market=market, window=window, result=result))
+    return snapshots
+
+
+def market_calibrate(*, market: Market, window: str = "30d") -> Calibration | None:
+    """Fit the tier weights to the market's real liquidations over `window`; None without events."""
+    bars = market_bars_for_windows(market=market, windows=[window])
+    if len(bars.ts) < 2:
+        return None
+    start = ms_to_datetime(int(bars.ts[0]))
+    end = ms_to_datetime(int(bars.ts[-1]) + market.step_ms)
+    events = market_events_arrays(market_id=market.pk, start=start, end=end)
+    if len(events.time) == 0:
+        return None
+    params = market.engine_params(window, max_columns=settings.LIQSITE_MAX_COLUMNS)
+    result = engine.run(bars, replace(params, max_columns=1), events)
+    fit = result.calibration
+    if fit is None or not fit.get("events_used"):
+        return None
+    return Calibration.objects.create(
+        market=market,
+        period_start=ms_to_datetime(int(result.report["window_start"])),
+        period_end=end,
+        engine_version=engine.ENGINE_VERSION,
+        prior=market.tiers,
+        weights=fit["weights"],
+        scale=fit["scale"],
+        corr_long=fit["corr_long"],
+        corr_short=fit["corr_short"],
+        hit_rate=fit["hit_rate"],
+        coverage=fit["coverage"],
+        events_used=fit["events_used"],
+    )
+
+
+def coin_result(*, snapshots: list[MapSnapshot]) -> Result | None:
+    """The snapshots of one coin's markets on one common grid, summed."""
+    results = [snapshot_to_result(s) for s in snapshots]
+    if not results:
+        return None
+    try:
+        return engine.aggregate(results)
+    except EngineError:
+        log.exception("aggregation failed for %s", [s.pk for s in snapshots])
+        return None

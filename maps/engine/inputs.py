@@ -1,0 +1,427 @@
+"""Readers for Binance's public bulk files and the step builder (MODEL.md's alignment rule).
+
+Readers are generators: a year of daily files streams through in flat memory. Every malformed
+row raises EngineError as 'file:line: reason'. Files may be plain or a zip holding one file.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import zipfile
+from array import array
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from typing import NamedTuple, TextIO
+
+import numpy as np
+
+from .types import TAKER_TOLERANCE, Bars, EngineError, Events, iso_utc, num
+
+MINUTE_MS = 60_000
+MICROSECONDS_FROM = 10**14
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+KLINE_COLUMNS = ("open_time", "open", "high", "low", "close", "volume", "taker_buy_volume")
+KLINE_POSITIONS = (0, 1, 2, 3, 4, 5, 9)
+METRIC_COLUMNS = (
+    "create_time",
+    "symbol",
+    "sum_open_interest",
+    "sum_open_interest_value",
+    "count_long_short_ratio",
+)
+METRIC_POSITIONS = (0, 1, 2, 3, 6)
+
+
+class Kline(NamedTuple):
+    open_time: int
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: float
+    taker_buy_volume: float
+    source: str
+    line: int
+
+
+class Metric(NamedTuple):
+    time: int
+    symbol: str
+    open_interest: float
+    open_interest_value: float
+    long_short_ratio: float
+    source: str
+    line: int
+
+
+class ForceOrder(NamedTuple):
+    time: int
+    symbol: str
+    is_long: bool
+    price: float
+    quantity: float
+    notional: float
+    source: str
+    line: int
+
+
+class StepKlines(NamedTuple):
+    """The 1-minute klines of one step, aggregated; minutes counts the klines seen."""
+
+    ts: int
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: float
+    taker_buy_volume: float
+    minutes: int
+    expected: int
+
+    @property
+    def complete(self) -> bool:
+        return self.minutes == self.expected
+
+
+class RowError(Exception):
+    """A reason why one row is bad; the reader adds file and line."""
+
+
+@contextmanager
+def open_text(path: str | os.PathLike) -> Iterator[tuple[str, TextIO]]:
+    """The file's name (for messages) and its text; a zip must hold exactly one file."""
+    path = os.fspath(path)
+    name = os.path.basename(path)
+    if path.lower().endswith(".zip"):
+        try:
+            archive = zipfile.ZipFile(path)
+        except zipfile.BadZipFile:
+            raise EngineError(f"{name}: not a readable zip file") from None
+        with archive:
+            members = [m for m in archive.namelist() if not m.endswith("/")]
+            if len(members) != 1:
+                raise EngineError(f"{name}: a zip must hold exactly one file, found {len(members)}")
+            with archive.open(members[0]) as raw:
+                yield members[0], io.TextIOWrapper(raw, encoding="utf-8", newline="")
+        return
+    with open(path, encoding="utf-8", newline="") as text:
+        yield name, text
+
+
+def detect_kind(path: str | os.PathLike) -> str:
+    """'klines', 'metrics' or 'liquidations', from the file's first line or else its name."""
+    with open_text(path) as (_, text):
+        first = text.readline().strip()
+    if first.startswith(("{", "[")):
+        return "liquidations"
+    head = first.split(",")[0].strip().lower()
+    if head == "open_time":
+        return "klines"
+    if head == "create_time":
+        return "metrics"
+    if head.isdigit() and len(first.split(",")) >= 10:
+        return "klines"
+    lower = os.path.basename(os.fspath(path)).lower()
+    for kind, marks in (
+        ("metrics", ("metrics",)),
+        ("klines", ("kline", "-1m-")),
+        ("liquidations", ("force", "liquidation", ".jsonl", ".json")),
+    ):
+        if any(mark in lower for mark in marks):
+            return kind
+    raise EngineError(f"{os.path.basename(os.fspath(path))}: cannot tell what kind of file this is")
+
+
+def _csv_rows(path, columns: tuple[str, ...], positions: tuple[int, ...]):
+    """(source, line, fields picked in column order) for each data row of a CSV file."""
+    with open_text(path) as (name, text):
+        picks = None
+        for line, fields in enumerate(csv.reader(text), start=1):
+            if not fields or not "".join(fields).strip():
+                continue
+            if picks is None:
+                head = [f.strip().lower() for f in fields]
+                if head[0] == columns[0]:
+                    missing = [c for c in columns if c not in head]
+                    if missing:
+                        raise EngineError(f"{name}:{line}: header lacks {', '.join(missing)}")
+                    picks = tuple(head.index(c) for c in columns)
+                    continue
+                picks = positions
+            if len(fields) <= max(picks):
+                raise EngineError(
+                    f"{name}:{line}: expected at least {max(picks) + 1} fields, found {len(fields)}"
+                )
+            yield name, line, [fields[p].strip() for p in picks]
+
+
+def read_klines(path: str | os.PathLike) -> Iterator[Kline]:
+    """Binance USD-M 1-minute klines (with or without header; open time in ms or µs)."""
+    for name, line, fields in _csv_rows(path, KLINE_COLUMNS, KLINE_POSITIONS):
+        try:
+            yield _kline(fields, name, line)
+        except RowError as exc:
+            raise EngineError(f"{name}:{line}: {exc}") from None
+
+
+def _kline(fields: list[str], name: str, line: int) -> Kline:
+    open_time = _time_ms(fields[0], "open_time")
+    if open_time % MINUTE_MS:
+        raise RowError(f"open_time {open_time} is not on a whole minute")
+    o, h, lo, c, v, tb = (
+        _number(text, col) for text, col in zip(fields[1:], KLINE_COLUMNS[1:], strict=True)
+    )
+    for value, col in ((o, "open"), (h, "high"), (lo, "low"), (c, "close")):
+        if value <= 0:
+            raise RowError(f"{col} {num(value)} is not positive")
+    if h < lo:
+        raise RowError(f"high {num(h)} is below low {num(lo)}")
+    if h < max(o, c):
+        raise RowError(f"high {num(h)} is below open/close {num(max(o, c))}")
+    if lo > min(o, c):
+        raise RowError(f"low {num(lo)} is above open/close {num(min(o, c))}")
+    if v < 0 or tb < 0:
+        raise RowError(f"volume {num(v)} / taker_buy_volume {num(tb)} is negative")
+    if tb > v * (1 + TAKER_TOLERANCE):
+        raise RowError(f"taker_buy_volume {num(tb)} exceeds volume {num(v)}")
+    return Kline(open_time, o, h, lo, c, v, tb, name, line)
+
+
+def _number(text: str, column: str, optional: bool = False) -> float:
+    if optional and text == "":
+        return math.nan
+    try:
+        value = float(text)
+    except ValueError:
+        raise RowError(f"{column} {text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise RowError(f"{column} {text!r} is not a finite number")
+    return value
+
+
+def _time_ms(text: str, column: str) -> int:
+    """Epoch time in ms from ms or µs digits, or from 'YYYY-MM-DD HH:MM:SS' (UTC)."""
+    text = text.strip()
+    if text.isdigit():
+        value = int(text)
+        if value >= MICROSECONDS_FROM:
+            if value % 1000:
+                raise RowError(f"{column} {text} in µs is not a whole number of ms")
+            value //= 1000
+        return value
+    try:
+        stamp = datetime.fromisoformat(text)
+    except ValueError:
+        raise RowError(f"{column} {text!r} is not a time") from None
+    if stamp.tzinfo is None:
+        stamp = stamp.replace(tzinfo=UTC)
+    return (stamp - EPOCH) // timedelta(milliseconds=1)
+
+
+def read_metrics(path: str | os.PathLike) -> Iterator[Metric]:
+    """Binance USD-M metrics (5-minute): create_time (UTC), open interest, long/short ratio."""
+    for name, line, fields in _csv_rows(path, METRIC_COLUMNS, METRIC_POSITIONS):
+        try:
+            yield _metric(fields, name, line)
+        except RowError as exc:
+            raise EngineError(f"{name}:{line}: {exc}") from None
+
+
+def _metric(fields: list[str], name: str, line: int) -> Metric:
+    time = _time_ms(fields[0], "create_time")
+    oi = _number(fields[2], "sum_open_interest", optional=True)
+    value = _number(fields[3], "sum_open_interest_value", optional=True)
+    ratio = _number(fields[4], "count_long_short_ratio", optional=True)
+    if oi < 0:
+        raise RowError(f"sum_open_interest {num(oi)} is negative")
+    if value < 0:
+        raise RowError(f"sum_open_interest_value {num(value)} is negative")
+    if ratio <= 0:
+        raise RowError(f"count_long_short_ratio {num(ratio)} is not positive")
+    return Metric(time, fields[1], oi, value, ratio, name, line)
+
+
+def read_force_orders(path: str | os.PathLike) -> Iterator[ForceOrder]:
+    """Binance forceOrder JSON lines (the websocket payload, or its bare 'o' object per line).
+
+    S = SELL means a long position was liquidated; notional = filled quantity z (else q) times
+    the average price ap (else p); time = the trade time T."""
+    with open_text(path) as (name, text):
+        for line, raw in enumerate(text, start=1):
+            if not raw.strip():
+                continue
+            try:
+                payload = json.loads(raw)
+            except ValueError as exc:
+                raise EngineError(f"{name}:{line}: not JSON ({exc.args[0]})") from None
+            for item in payload if isinstance(payload, list) else [payload]:
+                try:
+                    yield _force_order(item, name, line)
+                except RowError as exc:
+                    raise EngineError(f"{name}:{line}: {exc}") from None
+
+
+def _force_order(item: object, name: str, line: int) -> ForceOrder:
+    if isinstance(item, dict) and isinstance(item.get("o"), dict):
+        item = item["o"]
+    if not isinstance(item, dict):
+        raise RowError("expected a JSON object")
+    for key in ("S", "T"):
+        if key not in item:
+            raise RowError(f"missing field {key!r}")
+    side = str(item["S"]).upper()
+    if side not in ("BUY", "SELL"):
+        raise RowError(f"side {item['S']!r} is neither BUY nor SELL")
+    time = _time_ms(str(item["T"]), "T")
+    price = _first_positive(item, ("ap", "p"), "price")
+    quantity = _first_positive(item, ("z", "q"), "quantity")
+    return ForceOrder(
+        time, str(item.get("s", "")), side == "SELL", price, quantity, price * quantity, name, line
+    )
+
+
+def _first_positive(item: dict, keys: tuple[str, str], what: str) -> float:
+    for key in keys:
+        if key in item and item[key] not in (None, ""):
+            value = _number(str(item[key]), key)
+            if value < 0:
+                raise RowError(f"{key} {num(value)} is negative")
+            if value > 0:
+                return value
+    raise RowError(f"no positive {what} in {' or '.join(keys)}")
+
+
+def build_events(orders: Iterable[ForceOrder], symbol: str | None = None) -> tuple[Events, int]:
+    """Events from force orders of one symbol (all when None), and how many were of others."""
+    time, is_long, price, notional = [], [], [], []
+    others = 0
+    for order in orders:
+        if symbol and order.symbol and order.symbol != symbol:
+            others += 1
+            continue
+        time.append(order.time)
+        is_long.append(order.is_long)
+        price.append(order.price)
+        notional.append(order.notional)
+    events = Events(
+        np.array(time, dtype=np.int64),
+        np.array(is_long, dtype=bool),
+        np.array(price, dtype=np.float64),
+        np.array(notional, dtype=np.float64),
+    )
+    return events, others
+
+
+def aggregate_klines(rows: Iterable[Kline], step_ms: int) -> Iterator[StepKlines]:
+    """Every step touched by the (ascending) 1-minute klines, aggregated: open of the first,
+    high and low over all, close of the last, volumes summed; check .complete before use."""
+    if step_ms <= 0 or step_ms % MINUTE_MS:
+        raise EngineError(f"the step must be a whole number of minutes, not {step_ms} ms")
+    expected = step_ms // MINUTE_MS
+    cur: list | None = None
+    last_time = None
+    for row in rows:
+        if last_time is not None and row.open_time <= last_time:
+            what = "duplicate kline" if row.open_time == last_time else "kline out of order"
+            raise EngineError(f"{row.source}:{row.line}: {what} at {iso_utc(row.open_time)}")
+        last_time = row.open_time
+        ts = row.open_time - row.open_time % step_ms
+        if cur is not None and cur[0] == ts:
+            cur[2] = max(cur[2], row.high)
+            cur[3] = min(cur[3], row.low)
+            cur[4] = row.close
+            cur[5] += row.volume
+            cur[6] += row.taker_buy_volume
+            cur[7] += 1
+            continue
+        if cur is not None:
+            yield StepKlines(*cur)
+        cur = [
+            ts,
+            row.open,
+            row.high,
+            row.low,
+            row.close,
+            row.volume,
+            row.taker_buy_volume,
+            1,
+            expected,
+        ]
+    if cur is not None:
+        yield StepKlines(*cur)
+
+
+def metric_steps(rows: Iterable[Metric], step_ms: int) -> Iterator[tuple[int, Metric]]:
+    """(step open time, row) for the metrics rows stamped on the step grid: a row stamped T
+    closes the step [T - step, T). Rows off the grid are ignored; rows must ascend."""
+    last_time = None
+    for row in rows:
+        if last_time is not None and row.time <= last_time:
+            what = "duplicate metrics row" if row.time == last_time else "metrics row out of order"
+            raise EngineError(f"{row.source}:{row.line}: {what} at {iso_utc(row.time)}")
+        last_time = row.time
+        if row.time % step_ms == 0:
+            yield row.time - step_ms, row
+
+
+def build_bars(
+    klines_rows: Iterable[Kline], metrics_rows: Iterable[Metric], step_ms: int
+) -> tuple[Bars, list[dict]]:
+    """Bars from klines and metrics by MODEL.md's alignment, and the skipped steps
+    ({ts, reason}): steps with missing klines, without a metrics row, or without open interest."""
+    columns = {name: array("q" if name == "ts" else "d") for name in Bars.__dataclass_fields__}
+    skipped: list[dict] = []
+    steps = aggregate_klines(klines_rows, step_ms)
+    metrics = metric_steps(metrics_rows, step_ms)
+    k = next(steps, None)
+    m = next(metrics, None)
+    while k is not None or m is not None:
+        if m is None or (k is not None and k.ts < m[0]):
+            skipped.append({"ts": k.ts, "reason": _no_metrics(k, step_ms)})
+            k = next(steps, None)
+        elif k is None or m[0] < k.ts:
+            skipped.append({"ts": m[0], "reason": "no klines"})
+            m = next(metrics, None)
+        else:
+            reason = _join(columns, k, m[1])
+            if reason:
+                skipped.append({"ts": k.ts, "reason": reason})
+            k, m = next(steps, None), next(metrics, None)
+    return Bars(**{name: np.array(column) for name, column in columns.items()}), skipped
+
+
+def _no_metrics(k: StepKlines, step_ms: int) -> str:
+    reason = f"no metrics row at {iso_utc(k.ts + step_ms)}"
+    if not k.complete:
+        reason = f"klines incomplete ({k.minutes} of {k.expected} minutes), {reason}"
+    return reason
+
+
+def _join(columns: dict[str, array], k: StepKlines, m: Metric) -> str | None:
+    """Append the step to the columns, or say why it is skipped."""
+    if not k.complete:
+        return f"klines incomplete ({k.minutes} of {k.expected} minutes)"
+    oi = m.open_interest
+    if math.isnan(oi):
+        if math.isnan(m.open_interest_value):
+            return f"metrics row {m.source}:{m.line} has no open interest"
+        oi = m.open_interest_value / k.close
+    values = {
+        "ts": k.ts,
+        "open": k.open,
+        "high": k.high,
+        "low": k.low,
+        "close": k.close,
+        "volume": k.volume,
+        "taker_buy_volume": k.taker_buy_volume,
+        "open_interest": oi,
+        "long_short_ratio": m.long_short_ratio,
+    }
+    for name, value in values.items():
+        columns[name].append(value)
+    return None

@@ -1,0 +1,267 @@
+"""Admin: exchanges and markets to manage, bars, events, snapshots and calibrations to inspect."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.contrib import admin, messages
+from django.db import transaction
+from django.db.models import Count, IntegerField, OuterRef, QuerySet, Subquery, Value
+from django.db.models.functions import Coalesce
+from django.http import HttpRequest
+from django.utils import timezone
+from django.utils.html import format_html
+from django.utils.timesince import timesince
+
+from maps import tasks
+from maps.models import Bar, Calibration, Exchange, LiquidationEvent, MapSnapshot, Market
+
+DEMO_BADGE = (
+    '<span style="background:#b45309;color:#fff;border-radius:3px;padding:1px 5px;'
+    'font-size:10px;font-weight:bold" title="simulated demo data">{}</span>'
+)
+
+
+def demo_badge(is_demo: bool) -> str:
+    return format_html(DEMO_BADGE, "DEMO") if is_demo else ""
+
+
+def age(moment) -> str:
+    """'3 minutes ago', or '-' when there is no moment."""
+    if moment is None:
+        return "-"
+    if timezone.now() - moment < timedelta(minutes=1):
+        return "just now"
+    return f"{timesince(moment, timezone.now()).split(',')[0]} ago"
+
+
+def _count_subquery(model, **filters) -> Coalesce:
+    rows = (
+        model.objects.filter(market=OuterRef("pk"), **filters)
+        .order_by()
+        .values("market")
+        .annotate(n=Count("pk"))
+        .values("n")
+    )
+    return Coalesce(Subquery(rows, output_field=IntegerField()), Value(0))
+
+
+class DemoFilter(admin.SimpleListFilter):
+    title = "data"
+    parameter_name = "demo"
+
+    def lookups(self, request: HttpRequest, model_admin) -> list[tuple[str, str]]:
+        return [("yes", "DEMO (simulated)"), ("no", "real")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        if self.value() in {"yes", "no"}:
+            return queryset.filter(is_demo=self.value() == "yes")
+        return queryset
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Rows written by the importers and the engine: to look at, never to edit by hand."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+
+@admin.register(Exchange)
+class ExchangeAdmin(admin.ModelAdmin):
+    list_display = ["name", "demo", "slug", "ccxt_id", "market_count", "created"]
+    list_filter = [DemoFilter]
+    search_fields = ["name", "slug", "ccxt_id"]
+    prepopulated_fields = {"slug": ["name"]}
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        return super().get_queryset(request).annotate(market_count=Count("markets"))
+
+    @admin.display(description="demo", ordering="is_demo")
+    def demo(self, obj: Exchange) -> str:
+        return demo_badge(obj.is_demo)
+
+    @admin.display(description="markets", ordering="market_count")
+    def market_count(self, obj: Exchange) -> int:
+        return obj.market_count
+
+
+@admin.register(Market)
+class MarketAdmin(admin.ModelAdmin):
+    list_display = [
+        "symbol",
+        "exchange",
+        "base",
+        "tracked",
+        "demo",
+        "step_ms",
+        "last_bar_at",
+        "lag",
+        "error",
+        "events_24h",
+        "snapshot_count",
+    ]
+    list_filter = ["exchange", "tracked", DemoFilter, "long_share"]
+    list_select_related = ["exchange"]
+    search_fields = ["symbol", "base", "slug", "exchange__name", "exchange__slug"]
+    readonly_fields = ["last_bar_at", "last_ingest_at", "last_error", "last_error_at", "created"]
+    actions = ["track", "untrack", "recompute_now", "backfill_now"]
+    fieldsets = [
+        (None, {"fields": ["exchange", "symbol", "slug", "base", "quote", "ccxt_symbol"]}),
+        ("Tracking", {"fields": ["tracked", "is_demo", "step_ms", "contract_size"]}),
+        (
+            "Model parameters",
+            {
+                "fields": ["tiers", "mmr", "long_share", "holding_hours", "bin_bps"],
+                "description": (
+                    "The liquidation model's parameters (docs/model.md): tiers as "
+                    "[[leverage, weight], ...] with weights summing to 1 and leverage x "
+                    "maintenance margin rate below 1. Snapshots are recomputed with them on the "
+                    "next refresh."
+                ),
+            },
+        ),
+        (
+            "Status",
+            {"fields": ["last_bar_at", "last_ingest_at", "last_error", "last_error_at", "created"]},
+        ),
+    ]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        since = timezone.now() - timedelta(hours=24)
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                events_24h=_count_subquery(LiquidationEvent, time__gte=since),
+                snapshot_count=_count_subquery(MapSnapshot),
+            )
+        )
+
+    @admin.display(description="demo", ordering="is_demo")
+    def demo(self, obj: Market) -> str:
+        return demo_badge(obj.is_demo)
+
+    @admin.display(description="lag")
+    def lag(self, obj: Market) -> str:
+        """How far the last stored bar's end lies behind now."""
+        if obj.last_bar_at is None:
+            return "-"
+        end = obj.last_bar_at + timedelta(milliseconds=obj.step_ms)
+        return timesince(end, timezone.now()).split(",")[0]
+
+    @admin.display(description="last error")
+    def error(self, obj: Market) -> str:
+        return obj.last_error[:80] if obj.last_error else "-"
+
+    @admin.display(description="events 24 h", ordering="events_24h")
+    def events_24h(self, obj: Market) -> int:
+        return obj.events_24h
+
+    @admin.display(description="snapshots", ordering="snapshot_count")
+    def snapshot_count(self, obj: Market) -> int:
+        return obj.snapshot_count
+
+    @admin.action(description="Track the selected markets", permissions=["change"])
+    def track(self, request: HttpRequest, queryset: QuerySet) -> None:
+        count = queryset.update(tracked=True)
+        self.message_user(request, f"{count} market(s) tracked.", messages.SUCCESS)
+
+    @admin.action(description="Stop tracking the selected markets", permissions=["change"])
+    def untrack(self, request: HttpRequest, queryset: QuerySet) -> None:
+        count = queryset.update(tracked=False)
+        self.message_user(request, f"{count} market(s) no longer tracked.", messages.SUCCESS)
+
+    @admin.action(description="Recompute the maps now", permissions=["change"])
+    def recompute_now(self, request: HttpRequest, queryset: QuerySet) -> None:
+        ids = list(queryset.values_list("pk", flat=True))
+        for market_id in ids:
+            transaction.on_commit(lambda pk=market_id: tasks.market_snapshots_refresh.delay(pk))
+        self.message_user(request, f"Recompute queued for {len(ids)} market(s).", messages.SUCCESS)
+
+    @admin.action(description="Backfill the history now", permissions=["change"])
+    def backfill_now(self, request: HttpRequest, queryset: QuerySet) -> None:
+        backfill = getattr(tasks, "market_backfill", None)
+        if backfill is None:
+            self.message_user(
+                request,
+                "Backfill is not available: this installation has no market_backfill task.",
+                messages.ERROR,
+            )
+            return
+        ids = list(queryset.values_list("pk", flat=True))
+        for market_id in ids:
+            transaction.on_commit(lambda pk=market_id: backfill.delay(pk))
+        self.message_user(request, f"Backfill queued for {len(ids)} market(s).", messages.SUCCESS)
+
+
+@admin.register(Bar)
+class BarAdmin(ReadOnlyAdmin):
+    list_display = [
+        "time",
+        "market",
+        "open",
+        "high",
+        "low",
+        "close",
+        "volume",
+        "taker_buy_volume",
+        "open_interest",
+        "long_short_ratio",
+    ]
+    list_filter = ["market__exchange", "market"]
+    list_select_related = ["market__exchange"]
+    date_hierarchy = "time"
+    show_full_result_count = False
+    ordering = ["-time"]
+
+
+@admin.register(LiquidationEvent)
+class LiquidationEventAdmin(ReadOnlyAdmin):
+    list_display = ["time", "market", "side", "price", "quantity", "notional_usd", "source"]
+    list_filter = ["market__exchange", "market", "side", "source"]
+    list_select_related = ["market__exchange"]
+    date_hierarchy = "time"
+    show_full_result_count = False
+    ordering = ["-time"]
+
+
+@admin.register(MapSnapshot)
+class MapSnapshotAdmin(ReadOnlyAdmin):
+    list_display = ["market", "window", "as_of", "age", "computed", "engine_version", "bin_count"]
+    list_filter = ["window", "market__exchange", "market"]
+    list_select_related = ["market__exchange"]
+    search_fields = ["market__symbol", "market__exchange__name"]
+    exclude = ["data"]
+
+    @admin.display(description="age of the data", ordering="as_of")
+    def age(self, obj: MapSnapshot) -> str:
+        return age(obj.as_of)
+
+    @admin.display(description="computed", ordering="computed_at")
+    def computed(self, obj: MapSnapshot) -> str:
+        return age(obj.computed_at)
+
+
+@admin.register(Calibration)
+class CalibrationAdmin(ReadOnlyAdmin):
+    list_display = [
+        "market",
+        "computed_at",
+        "period_start",
+        "period_end",
+        "scale",
+        "corr_long",
+        "corr_short",
+        "hit_rate",
+        "coverage",
+        "events_used",
+    ]
+    list_filter = ["market__exchange", "market"]
+    list_select_related = ["market__exchange"]
+    date_hierarchy = "computed_at"

@@ -1,0 +1,356 @@
+"""Import Binance's public bulk files (data.binance.vision) into one market's bars and events.
+
+The engine's readers parse the files (`maps.engine.inputs`); this module streams their rows into
+the database. Files are taken in the order of their first row's time, each in its own transaction:
+a bad row stops the import at that file, and nothing of that file is stored. A bar needs the
+klines of its step and the metrics row that closes it, which usually come from two files; the half
+that arrives first waits in memory until its partner arrives, and is reported as skipped when no
+partner can come any more (files are taken in time order: the wait is short, memory stays flat).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import re
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from django.db import transaction
+
+from maps.engine.inputs import (
+    ForceOrder,
+    Metric,
+    StepKlines,
+    aggregate_klines,
+    detect_kind,
+    metric_steps,
+    read_force_orders,
+    read_klines,
+    read_metrics,
+)
+from maps.engine.types import EngineError, iso_utc
+from maps.models import Bar, Exchange, LiquidationEvent, Market
+
+BATCH_SIZE = 2000
+SOURCE = "binance-vision"
+FILE_SUFFIXES = (".csv", ".zip", ".json", ".jsonl", ".ndjson")
+QUOTES = ("FDUSD", "USDT", "USDC", "BUSD", "USD")
+EXCHANGES = {
+    "binance": ("Binance", "binanceusdm"),
+    "bybit": ("Bybit", "bybit"),
+    "okx": ("OKX", "okx"),
+}
+KIND_ORDER = {"klines": 0, "metrics": 1, "liquidations": 2}
+BAR_UPDATE_FIELDS = [
+    "open",
+    "high",
+    "low",
+    "close",
+    "volume",
+    "taker_buy_volume",
+    "open_interest",
+    "long_short_ratio",
+]
+
+
+class ImportFailed(Exception):
+    """A file could not be imported; the message says which, where and why."""
+
+
+@dataclass
+class ImportSummary:
+    files: dict[str, int] = field(default_factory=lambda: dict.fromkeys(KIND_ORDER, 0))
+    bars_written: int = 0
+    first_bar: int | None = None
+    last_bar: int | None = None
+    events_read: int = 0
+    events_new: int = 0
+    events_other_symbols: int = 0
+    skipped: list[tuple[int, str]] = field(default_factory=list)
+
+    def note_bar(self, ts: int) -> None:
+        self.bars_written += 1
+        self.first_bar = ts if self.first_bar is None else min(self.first_bar, ts)
+        self.last_bar = ts if self.last_bar is None else max(self.last_bar, ts)
+
+
+def split_symbol(symbol: str) -> tuple[str, str]:
+    """('BTC', 'USDT') from 'BTCUSDT'; a symbol without a known quote keeps it whole."""
+    for quote in QUOTES:
+        if symbol.endswith(quote) and len(symbol) > len(quote):
+            return symbol[: -len(quote)], quote
+    return symbol, ""
+
+
+def market_for_symbol(*, exchange_slug: str, symbol: str) -> tuple[Market, bool]:
+    """The exchange's market for `symbol`, created (with its exchange) when missing."""
+    name, ccxt_id = EXCHANGES.get(exchange_slug, (exchange_slug.title(), exchange_slug))
+    exchange, _ = Exchange.objects.get_or_create(
+        slug=exchange_slug, defaults={"name": name, "ccxt_id": ccxt_id}
+    )
+    base, quote = split_symbol(symbol)
+    ccxt_symbol = f"{base}/{quote}:{quote}" if quote else ""
+    return Market.objects.select_related("exchange").get_or_create(
+        exchange=exchange,
+        symbol=symbol,
+        defaults={
+            "slug": re.sub(r"[^a-z0-9]+", "", symbol.lower()),
+            "base": base,
+            "quote": quote,
+            "ccxt_symbol": ccxt_symbol,
+        },
+    )
+
+
+def market_demo_clear(*, market: Market) -> None:
+    """Drop a demo market's simulated rows so real data can take its place."""
+    with transaction.atomic():
+        market.bars.all().delete()
+        market.events.all().delete()
+        market.snapshots.all().delete()
+        market.calibrations.all().delete()
+        market.is_demo = False
+        market.last_bar_at = None
+        market.save(update_fields=["is_demo", "last_bar_at"])
+
+
+def collect_files(paths: Iterable[str | os.PathLike]) -> list[Path]:
+    """The files named, and those inside the folders named (recursively), each once."""
+    found: dict[Path, None] = {}
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            for child in sorted(path.rglob("*")):
+                visible = not any(part.startswith(".") for part in child.relative_to(path).parts)
+                if child.is_file() and visible and child.name.lower().endswith(FILE_SUFFIXES):
+                    found.setdefault(child.resolve())
+        elif path.is_file():
+            found.setdefault(path.resolve())
+        else:
+            raise ImportFailed(f"{raw}: no such file or folder")
+    return list(found)
+
+
+def plan_files(files: Iterable[Path]) -> list[tuple[Path, str, float]]:
+    """(path, kind, first row's time) in time order, klines before metrics on ties.
+
+    A file whose kind or first row cannot be read comes first (kind 'unknown'), so a broken input
+    fails the import before anything is written.
+    """
+    keyed = []
+    for path in files:
+        try:
+            kind = detect_kind(path)
+            first = _first_time(path, kind)
+        except (EngineError, OSError, UnicodeDecodeError, csv.Error):
+            kind, first = "unknown", -math.inf
+        keyed.append((first, KIND_ORDER.get(kind, -1), str(path), kind))
+    keyed.sort()
+    return [(Path(path), kind, first) for first, _, path, kind in keyed]
+
+
+def _first_time(path: Path, kind: str) -> float:
+    reader, key = READERS[kind]
+    rows = reader(path)
+    try:
+        first = next(rows, None)
+    finally:
+        rows.close()
+    return math.inf if first is None else key(first)
+
+
+READERS: dict[str, tuple[Callable, Callable]] = {
+    "klines": (read_klines, lambda row: row.open_time),
+    "metrics": (read_metrics, lambda row: row.time),
+    "liquidations": (read_force_orders, lambda row: row.time),
+}
+
+
+class MarketImport:
+    """One import into one market: feed it the planned files in order, then call finish()."""
+
+    def __init__(self, market: Market, *, batch_size: int = BATCH_SIZE) -> None:
+        self.market = market
+        self.step = market.step_ms
+        self.batch_size = batch_size
+        self.klines: dict[int, StepKlines] = {}
+        self.metrics: dict[int, Metric] = {}
+        self.summary = ImportSummary()
+        self._bars: dict[datetime, Bar] = {}
+        self._skipped: list[tuple[int, str]] = []
+
+    def import_file(self, path: Path, kind: str, first: float) -> None:
+        """Import one file in one transaction; a bad file stores nothing and raises ImportFailed."""
+        try:
+            if kind == "unknown":
+                kind = detect_kind(path)
+                first = _first_time(path, kind)
+            if kind == "liquidations":
+                self._import_events(path)
+            else:
+                self._expire(first - self.step)
+                self._import_bars(path, kind)
+        except EngineError as exc:
+            raise ImportFailed(_located(str(exc), path)) from None
+        except (OSError, UnicodeDecodeError, csv.Error) as exc:
+            raise ImportFailed(f"{path}: unreadable: {exc}") from None
+        self.summary.files[kind] += 1
+
+    def finish(self) -> ImportSummary:
+        """Report what never found its partner, and record the market's last bar."""
+        self._expire(math.inf)
+        self.summary.skipped.sort()
+        last = self.market.bars.order_by("-time").values_list("time", flat=True).first()
+        if last != self.market.last_bar_at:
+            self.market.last_bar_at = last
+            self.market.save(update_fields=["last_bar_at"])
+        return self.summary
+
+    def _import_bars(self, path: Path, kind: str) -> None:
+        """Write the bars this file completes; keep its unmatched halves only if it succeeds."""
+        klines, metrics = dict(self.klines), dict(self.metrics)
+        written: list[int] = []
+        self._bars.clear()
+        self._skipped.clear()
+        with transaction.atomic():
+            for ts, bar in self._joined(path, kind, klines, metrics):
+                written.append(ts)
+                self._queue_bar(bar)
+            self._flush_bars()
+        self.klines, self.metrics = klines, metrics
+        for ts in written:
+            self.summary.note_bar(ts)
+        self.summary.skipped.extend(self._skipped)
+
+    def _joined(
+        self, path: Path, kind: str, klines: dict, metrics: dict
+    ) -> Iterator[tuple[int, Bar]]:
+        """The bars this file completes; its unmatched halves are left waiting in the dicts."""
+        if kind == "klines":
+            for step in aggregate_klines(read_klines(path), self.step):
+                partner = metrics.pop(step.ts, None)
+                if partner is None:
+                    klines[step.ts] = step
+                elif (bar := self._bar(step, partner)) is not None:
+                    yield step.ts, bar
+            return
+        for ts, row in metric_steps(read_metrics(path), self.step):
+            if row.symbol and row.symbol != self.market.symbol:
+                raise EngineError(
+                    f"{row.source}:{row.line}: symbol {row.symbol} is not {self.market.symbol}"
+                )
+            partner = klines.pop(ts, None)
+            if partner is None:
+                metrics[ts] = row
+            elif (bar := self._bar(partner, row)) is not None:
+                yield ts, bar
+
+    def _bar(self, step: StepKlines, row: Metric) -> Bar | None:
+        """The step's bar, or None (and the step reported skipped) when it cannot be built."""
+        if not step.complete:
+            reason = f"klines incomplete ({step.minutes} of {step.expected} minutes)"
+            self._skipped.append((step.ts, reason))
+            return None
+        oi = row.open_interest
+        if math.isnan(oi):
+            if math.isnan(row.open_interest_value):
+                reason = f"metrics row {row.source}:{row.line} has no open interest"
+                self._skipped.append((step.ts, reason))
+                return None
+            oi = row.open_interest_value / step.close
+        ratio = None if math.isnan(row.long_short_ratio) else row.long_short_ratio
+        return Bar(
+            market=self.market,
+            time=_datetime(step.ts),
+            open=step.open,
+            high=step.high,
+            low=step.low,
+            close=step.close,
+            volume=step.volume,
+            taker_buy_volume=step.taker_buy_volume,
+            open_interest=oi,
+            long_short_ratio=ratio,
+        )
+
+    def _queue_bar(self, bar: Bar) -> None:
+        self._bars[bar.time] = bar
+        if len(self._bars) >= self.batch_size:
+            self._flush_bars()
+
+    def _flush_bars(self) -> None:
+        """Upsert the queued bars: a stored bar takes the new values (the same on a re-import)."""
+        if self._bars:
+            Bar.objects.bulk_create(
+                list(self._bars.values()),
+                update_conflicts=True,
+                unique_fields=["market", "time"],
+                update_fields=BAR_UPDATE_FIELDS,
+            )
+            self._bars.clear()
+
+    def _import_events(self, path: Path) -> None:
+        batch: list[LiquidationEvent] = []
+        read = others = new = 0
+        with transaction.atomic():
+            for order in read_force_orders(path):
+                if order.symbol and order.symbol != self.market.symbol:
+                    others += 1
+                    continue
+                read += 1
+                batch.append(self._event(order))
+                if len(batch) >= self.batch_size:
+                    new += self._write_events(batch)
+                    batch = []
+            new += self._write_events(batch)
+        self.summary.events_read += read
+        self.summary.events_new += new
+        self.summary.events_other_symbols += others
+
+    def _event(self, order: ForceOrder) -> LiquidationEvent:
+        return LiquidationEvent(
+            market=self.market,
+            time=_datetime(order.time),
+            side="long" if order.is_long else "short",
+            price=order.price,
+            quantity=order.quantity,
+            notional_usd=order.notional,
+            source=SOURCE,
+        )
+
+    def _write_events(self, batch: list[LiquidationEvent]) -> int:
+        """Insert the events not stored yet (duplicates are ignored); return how many were new."""
+        if not batch:
+            return 0
+        stored = self.market.events.filter(
+            time__gte=min(e.time for e in batch), time__lte=max(e.time for e in batch)
+        )
+        before = stored.count()
+        LiquidationEvent.objects.bulk_create(batch, ignore_conflicts=True)
+        return stored.count() - before
+
+    def _expire(self, before: float) -> None:
+        """Report the halves older than `before`: no file still to come can hold their partner."""
+        for ts in [ts for ts in self.klines if ts < before]:
+            step = self.klines.pop(ts)
+            reason = f"no metrics row at {iso_utc(ts + self.step)}"
+            if not step.complete:
+                reason = f"klines incomplete ({step.minutes} of {step.expected} minutes), {reason}"
+            self.summary.skipped.append((ts, reason))
+        for ts in [ts for ts in self.metrics if ts < before]:
+            self.metrics.pop(ts)
+            self.summary.skipped.append((ts, "no klines"))
+
+
+def _datetime(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC)
+
+
+def _located(message: str, path: Path) -> str:
+    """The reader's 'file:line: reason', with the full path when the reader named a zip member."""
+    if message.startswith(path.name) or str(path) in message:
+        return message.replace(path.name, str(path), 1)
+    return f"{message} (in {path})"

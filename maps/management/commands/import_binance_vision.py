@@ -1,0 +1,159 @@
+"""manage.py import_binance_vision --symbol BTCUSDT [--exchange binance] PATH...
+
+Reads Binance's public bulk files (https://data.binance.vision, USD-M futures): 1-minute `klines`
+and 5-minute `metrics` as CSV or zip, and liquidation records as forceOrder JSON lines. PATHs are
+files or folders (searched recursively); kinds are told apart by header or name.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import reset_queries
+from django.utils import timezone
+from tqdm import tqdm
+
+from maps.binance_vision import (
+    ImportFailed,
+    ImportSummary,
+    MarketImport,
+    collect_files,
+    market_demo_clear,
+    market_for_symbol,
+    plan_files,
+)
+from maps.engine.types import EngineError, iso_utc
+from maps.models import Market
+from maps.services import market_snapshots_compute
+
+SHOWN_SKIPS = 20
+
+
+class Command(BaseCommand):
+    help = (
+        "Import Binance bulk files (klines 1m, metrics, forceOrder JSON lines; CSV or zip; files "
+        "or folders) into one market's bars and liquidation events, then recompute its maps."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("paths", nargs="+", metavar="PATH", help="files or folders")
+        parser.add_argument("--symbol", required=True, help="the Binance symbol, e.g. BTCUSDT")
+        parser.add_argument(
+            "--exchange", default="binance", help="slug of the exchange to import into [binance]"
+        )
+        parser.add_argument(
+            "--no-compute", action="store_true", help="do not recompute the market's maps"
+        )
+        parser.add_argument("--quiet", action="store_true", help="no progress bar")
+        parser.add_argument(
+            "--replace-demo",
+            action="store_true",
+            help="if the market holds demo data, delete it and make the market a real one",
+        )
+
+    def handle(self, *args, **options) -> None:
+        self.verbosity = options["verbosity"]
+        symbol = options["symbol"].strip().upper()
+        exchange = options["exchange"].strip().lower()
+        if not re.fullmatch(r"[A-Z0-9_]{2,40}", symbol):
+            raise CommandError(f"--symbol {options['symbol']!r} is not a symbol like BTCUSDT")
+        if not re.fullmatch(r"[a-z0-9-]{2,32}", exchange):
+            raise CommandError(f"--exchange {options['exchange']!r} is not a slug like binance")
+        try:
+            plan = plan_files(collect_files(options["paths"]))
+        except ImportFailed as exc:
+            raise CommandError(str(exc)) from None
+        if not plan:
+            raise CommandError("no files to import (looked for .csv, .zip, .json, .jsonl)")
+        market, created = market_for_symbol(exchange_slug=exchange, symbol=symbol)
+        self._check_demo(market, options["replace_demo"])
+        importer = MarketImport(market)
+        self._run(importer, plan, quiet=options["quiet"])
+        summary = importer.finish()
+        self._report(market, created, summary)
+        if not options["no_compute"]:
+            self._compute(market)
+
+    def _check_demo(self, market: Market, replace: bool) -> None:
+        if not market.is_demo:
+            return
+        if not replace:
+            raise CommandError(
+                f"{market} holds simulated demo data; add --replace-demo to delete it and "
+                "import the real data in its place"
+            )
+        market_demo_clear(market=market)
+        self.stdout.write(f"{market}: demo data deleted, the market now holds real data")
+
+    def _run(self, importer: MarketImport, plan: list, *, quiet: bool) -> None:
+        show = not quiet and sys.stderr.isatty()
+        done = 0
+        with tqdm(total=len(plan), unit="file", disable=not show, file=sys.stderr) as bar:
+            for path, kind, first in plan:
+                bar.set_postfix_str(path.name, refresh=False)
+                try:
+                    importer.import_file(path, kind, first)
+                except ImportFailed as exc:
+                    bar.close()
+                    summary = importer.finish()
+                    self._report(importer.market, False, summary)
+                    raise CommandError(
+                        f"{exc}\nThat file was not imported; the {done} file(s) before it were "
+                        "and stay stored."
+                    ) from None
+                done += 1
+                bar.update()
+                reset_queries()  # with DEBUG on, Django would keep every query's SQL
+
+    def _report(self, market: Market, created: bool, summary: ImportSummary) -> None:
+        files = summary.files
+        kinds = ", ".join(f"{count} {kind}" for kind, count in files.items() if count)
+        self.stdout.write(
+            f"{market}{' (created)' if created else ''}: "
+            f"{sum(files.values())} file(s) imported{f' ({kinds})' if kinds else ''}"
+        )
+        span = ""
+        if summary.first_bar is not None:
+            span = f", {iso_utc(summary.first_bar)} to {iso_utc(summary.last_bar)}"
+        self.stdout.write(
+            f"  bars: {summary.bars_written} written{span}; "
+            f"{market.bars.count()} stored for this market"
+        )
+        if summary.events_read or summary.events_other_symbols:
+            self.stdout.write(
+                f"  liquidation events: {summary.events_read} read, {summary.events_new} new, "
+                f"{summary.events_read - summary.events_new} already stored"
+                + (
+                    f"; {summary.events_other_symbols} of other symbols ignored"
+                    if summary.events_other_symbols
+                    else ""
+                )
+            )
+        self._report_skipped(summary.skipped)
+
+    def _report_skipped(self, skipped: list[tuple[int, str]]) -> None:
+        if not skipped:
+            self.stdout.write("  steps skipped: none")
+            return
+        self.stdout.write(self.style.WARNING(f"  steps skipped: {len(skipped)}"))
+        shown = skipped if self.verbosity >= 2 else skipped[:SHOWN_SKIPS]
+        for ts, reason in shown:
+            self.stdout.write(f"    {iso_utc(ts)} {reason}")
+        if len(shown) < len(skipped):
+            self.stdout.write(f"    ... and {len(skipped) - len(shown)} more (-v 2 lists all)")
+
+    def _compute(self, market: Market) -> None:
+        try:
+            snapshots = market_snapshots_compute(market=market)
+        except EngineError as exc:
+            market.last_error = f"compute: {exc}"
+            market.last_error_at = timezone.now()
+            market.save(update_fields=["last_error", "last_error_at"])
+            raise CommandError(f"the data is stored, but computing maps failed: {exc}") from None
+        if snapshots:
+            windows = ", ".join(s.window for s in snapshots)
+            self.stdout.write(f"  maps recomputed: {windows}")
+        else:
+            self.stdout.write("  maps: not enough bars yet (at least 2 steps are needed)")

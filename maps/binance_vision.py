@@ -27,12 +27,14 @@ from maps.engine.inputs import (
     StepKlines,
     aggregate_klines,
     detect_kind,
+    join_step,
     metric_steps,
+    no_metrics_reason,
     read_force_orders,
     read_klines,
     read_metrics,
 )
-from maps.engine.types import EngineError, iso_utc
+from maps.engine.types import EngineError
 from maps.models import Bar, Exchange, LiquidationEvent, Market
 
 BATCH_SIZE = 2000
@@ -182,6 +184,7 @@ class MarketImport:
         self.summary = ImportSummary()
         self._bars: dict[datetime, Bar] = {}
         self._skipped: list[tuple[int, str]] = []
+        self._done: set[int] = set()
 
     def import_file(self, path: Path, kind: str, first: float) -> None:
         """Import one file in one transaction; a bad file stores nothing and raises ImportFailed."""
@@ -222,6 +225,7 @@ class MarketImport:
                 self._queue_bar(bar)
             self._flush_bars()
         self.klines, self.metrics = klines, metrics
+        self._done.update(written)
         for ts in written:
             self.summary.note_bar(ts)
         self.summary.skipped.extend(self._skipped)
@@ -232,6 +236,8 @@ class MarketImport:
         """The bars this file completes; its unmatched halves are left waiting in the dicts."""
         if kind == "klines":
             for step in aggregate_klines(read_klines(path), self.step):
+                if step.ts in self._done:
+                    continue
                 partner = metrics.pop(step.ts, None)
                 if partner is None:
                     klines[step.ts] = step
@@ -243,6 +249,8 @@ class MarketImport:
                 raise EngineError(
                     f"{row.source}:{row.line}: symbol {row.symbol} is not {self.market.symbol}"
                 )
+            if ts in self._done:
+                continue
             partner = klines.pop(ts, None)
             if partner is None:
                 metrics[ts] = row
@@ -251,29 +259,16 @@ class MarketImport:
 
     def _bar(self, step: StepKlines, row: Metric) -> Bar | None:
         """The step's bar, or None (and the step reported skipped) when it cannot be built."""
-        if not step.complete:
-            reason = f"klines incomplete ({step.minutes} of {step.expected} minutes)"
+        values, reason = join_step(step, row)
+        if values is None:
             self._skipped.append((step.ts, reason))
             return None
-        oi = row.open_interest
-        if math.isnan(oi):
-            if math.isnan(row.open_interest_value):
-                reason = f"metrics row {row.source}:{row.line} has no open interest"
-                self._skipped.append((step.ts, reason))
-                return None
-            oi = row.open_interest_value / step.close
-        ratio = None if math.isnan(row.long_short_ratio) else row.long_short_ratio
+        ratio = values.pop("long_short_ratio")
         return Bar(
             market=self.market,
-            time=_datetime(step.ts),
-            open=step.open,
-            high=step.high,
-            low=step.low,
-            close=step.close,
-            volume=step.volume,
-            taker_buy_volume=step.taker_buy_volume,
-            open_interest=oi,
-            long_short_ratio=ratio,
+            time=_datetime(values.pop("ts")),
+            long_short_ratio=None if math.isnan(ratio) else ratio,
+            **values,
         )
 
     def _queue_bar(self, bar: Bar) -> None:
@@ -335,10 +330,7 @@ class MarketImport:
     def _expire(self, before: float) -> None:
         """Report the halves older than `before`: no file still to come can hold their partner."""
         for ts in [ts for ts in self.klines if ts < before]:
-            step = self.klines.pop(ts)
-            reason = f"no metrics row at {iso_utc(ts + self.step)}"
-            if not step.complete:
-                reason = f"klines incomplete ({step.minutes} of {step.expected} minutes), {reason}"
+            reason = no_metrics_reason(self.klines.pop(ts), self.step)
             self.summary.skipped.append((ts, reason))
         for ts in [ts for ts in self.metrics if ts < before]:
             self.metrics.pop(ts)

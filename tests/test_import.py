@@ -167,6 +167,26 @@ def test_it_changes_nothing_when_the_same_files_are_imported_again() -> None:
 
 
 @pytest.mark.django_db
+def test_it_takes_overlapping_files_once_and_reports_no_skip_for_them(tmp_path: Path) -> None:
+    run_import(FIXTURES)
+    bars = stored_bars()
+    Bar.objects.all().delete()
+    monthly = tmp_path / "month"
+    monthly.mkdir()
+    klines_lines = read_text(KLINES_1).splitlines(keepends=True)
+    klines_lines += read_text(KLINES_2).splitlines(keepends=True)
+    metrics_lines = read_text(METRICS_1).splitlines(keepends=True)
+    metrics_lines += read_text(METRICS_2).splitlines(keepends=True)[1:]
+    month_klines = write_like(KLINES_1, monthly, "".join(klines_lines))
+    month_metrics = write_like(METRICS_2, monthly, "".join(metrics_lines))
+
+    output = run_import(month_klines, month_metrics, KLINES_2)
+
+    assert stored_bars() == bars
+    assert "steps skipped: none" in output
+
+
+@pytest.mark.django_db
 def test_it_reads_zip_files_and_klines_without_a_header_row() -> None:
     output = run_import(KLINES_2, METRICS_2)
 

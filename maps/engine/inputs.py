@@ -382,7 +382,7 @@ def build_bars(
     m = next(metrics, None)
     while k is not None or m is not None:
         if m is None or (k is not None and k.ts < m[0]):
-            skipped.append({"ts": k.ts, "reason": _no_metrics(k, step_ms)})
+            skipped.append({"ts": k.ts, "reason": no_metrics_reason(k, step_ms)})
             k = next(steps, None)
         elif k is None or m[0] < k.ts:
             skipped.append({"ts": m[0], "reason": "no klines"})
@@ -395,21 +395,23 @@ def build_bars(
     return Bars(**{name: np.array(column) for name, column in columns.items()}), skipped
 
 
-def _no_metrics(k: StepKlines, step_ms: int) -> str:
+def no_metrics_reason(k: StepKlines, step_ms: int) -> str:
+    """Why a step whose metrics row never came is skipped."""
     reason = f"no metrics row at {iso_utc(k.ts + step_ms)}"
     if not k.complete:
         reason = f"klines incomplete ({k.minutes} of {k.expected} minutes), {reason}"
     return reason
 
 
-def _join(columns: dict[str, array], k: StepKlines, m: Metric) -> str | None:
-    """Append the step to the columns, or say why it is skipped."""
+def join_step(k: StepKlines, m: Metric) -> tuple[dict | None, str | None]:
+    """One step's bar values from its klines and the metrics row that closes it, or why it is
+    skipped: (values, None) or (None, reason). OI falls back to the row's USD value / close."""
     if not k.complete:
-        return f"klines incomplete ({k.minutes} of {k.expected} minutes)"
+        return None, f"klines incomplete ({k.minutes} of {k.expected} minutes)"
     oi = m.open_interest
     if math.isnan(oi):
         if math.isnan(m.open_interest_value):
-            return f"metrics row {m.source}:{m.line} has no open interest"
+            return None, f"metrics row {m.source}:{m.line} has no open interest"
         oi = m.open_interest_value / k.close
     values = {
         "ts": k.ts,
@@ -422,6 +424,13 @@ def _join(columns: dict[str, array], k: StepKlines, m: Metric) -> str | None:
         "open_interest": oi,
         "long_short_ratio": m.long_short_ratio,
     }
-    for name, value in values.items():
-        columns[name].append(value)
-    return None
+    return values, None
+
+
+def _join(columns: dict[str, array], k: StepKlines, m: Metric) -> str | None:
+    """Append the step to the columns, or say why it is skipped."""
+    values, reason = join_step(k, m)
+    if values is not None:
+        for name, value in values.items():
+            columns[name].append(value)
+    return reason

@@ -1,0 +1,255 @@
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+
+from axes.utils import reset as axes_reset
+from django.contrib import messages
+from django.contrib.auth import login
+from django.contrib.auth import views as auth_views
+from django.contrib.auth.decorators import login_required
+from django.contrib.auth.forms import SetPasswordForm
+from django.contrib.auth.views import redirect_to_login
+from django.core.paginator import Paginator
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, QueryDict
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse, reverse_lazy
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django_htmx.http import HttpResponseClientRedirect, trigger_client_event
+
+from accounts import selectors, services
+from accounts.forms import AlertForm, EmailChangeForm, ProfileForm, SignupForm
+from accounts.models import Alert
+from maps.models import Market
+
+NOTIFICATIONS_PER_PAGE = 25
+HTMX_STOP_POLLING = 286
+
+
+def login_required_htmx(view: Callable) -> Callable:
+    """login_required that sends htmx requests to the login page as a full-page redirect."""
+
+    @wraps(view)
+    def wrapper(request: HttpRequest, *args: object, **kwargs: object) -> HttpResponse:
+        if request.user.is_authenticated:
+            return view(request, *args, **kwargs)
+        if request.htmx:
+            current = request.htmx.current_url_abs_path or "/"
+            return HttpResponseClientRedirect(f"{reverse('accounts:login')}?next={current}")
+        if request.method == "POST":
+            return redirect_to_login(_safe_next(request, "/"))
+        return redirect_to_login(request.get_full_path())
+
+    return wrapper
+
+
+def _safe_next(request: HttpRequest, fallback: str) -> str:
+    target = request.POST.get("next") or request.GET.get("next") or ""
+    allowed = url_has_allowed_host_and_scheme(
+        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    )
+    return target if allowed else fallback
+
+
+def _posted(request: HttpRequest) -> QueryDict | None:
+    """The form data of a POST (even an empty one, as an unticked checkbox sends), else None."""
+    return request.POST if request.method == "POST" else None
+
+
+# Accounts
+
+
+@require_http_methods(["GET", "POST"])
+def signup(request: HttpRequest) -> HttpResponse:
+    if request.user.is_authenticated:
+        return redirect("accounts:watchlist")
+    form = SignupForm(_posted(request))
+    if request.method == "POST" and form.is_valid():
+        user = form.save()
+        login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+        messages.success(request, f"Welcome, {user.username}! Your account is ready.")
+        return redirect(_safe_next(request, reverse("accounts:watchlist")))
+    return render(request, "accounts/signup.html", {"form": form, "next": request.GET.get("next")})
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def profile(request: HttpRequest) -> HttpResponse:
+    form = ProfileForm(_posted(request), instance=request.user)
+    if request.method == "POST" and form.is_valid():
+        form.save()
+        messages.success(request, "Your notification preferences are saved.")
+        return redirect("accounts:profile")
+    context = {
+        "form": form,
+        "watch_count": selectors.watchlist_items(user=request.user).count(),
+        "alert_count": selectors.user_alerts(user=request.user).filter(is_active=True).count(),
+    }
+    return render(request, "accounts/profile.html", context)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def email_change(request: HttpRequest) -> HttpResponse:
+    form = EmailChangeForm(_posted(request), user=request.user)
+    if request.method == "POST" and form.is_valid():
+        request.user.email = form.cleaned_data["email"]
+        request.user.save(update_fields=["email"])
+        messages.success(request, f"Your email address is now {request.user.email}.")
+        return redirect("accounts:profile")
+    return render(request, "accounts/email_change.html", {"form": form})
+
+
+class PasswordResetConfirmView(auth_views.PasswordResetConfirmView):
+    """Django's reset confirmation; a completed reset also lifts a log-in lockout."""
+
+    template_name = "accounts/password_reset_confirm.html"
+    success_url = reverse_lazy("accounts:password_reset_complete")
+
+    def form_valid(self, form: SetPasswordForm) -> HttpResponse:
+        response = super().form_valid(form)
+        axes_reset(username=form.user.get_username())
+        return response
+
+
+# Watchlist
+
+
+@login_required
+@require_GET
+def watchlist(request: HttpRequest) -> HttpResponse:
+    rows = selectors.watchlist_rows(user=request.user)
+    return render(request, "accounts/watchlist.html", {"rows": rows})
+
+
+@login_required_htmx
+@require_GET
+def watchlist_rows(request: HttpRequest) -> HttpResponse:
+    rows = selectors.watchlist_rows(user=request.user)
+    return render(request, "accounts/watchlist.html#rows", {"rows": rows})
+
+
+@login_required_htmx
+@require_POST
+def watch_toggle(request: HttpRequest, market_id: int) -> HttpResponse:
+    market = get_object_or_404(Market.objects.select_related("exchange"), pk=market_id)
+    watched = services.watch_toggle(user=request.user, market=market)
+    next_url = _safe_next(request, market.get_absolute_url())
+    if request.htmx:
+        context = {"market": market, "watch_next": next_url}
+        return render(request, "accounts/_watch_button.html", context)
+    name = f"{market.symbol} on {market.exchange.name}"
+    if watched:
+        messages.success(request, f"{name} is on your watchlist.")
+    else:
+        messages.info(request, f"{name} left your watchlist.")
+    return HttpResponseRedirect(next_url)
+
+
+@login_required_htmx
+@require_POST
+def watch_remove(request: HttpRequest, pk: int) -> HttpResponse:
+    item = get_object_or_404(
+        selectors.watchlist_items(user=request.user).select_related(None), pk=pk
+    )
+    services.watch_remove(item=item)
+    if request.htmx:
+        return trigger_client_event(HttpResponse(""), "watchlist-changed", after="settle")
+    messages.info(request, "Removed from your watchlist.")
+    return redirect("accounts:watchlist")
+
+
+# Alerts
+
+
+@login_required
+@require_GET
+def alerts(request: HttpRequest) -> HttpResponse:
+    context = {
+        "alerts": selectors.user_alerts(user=request.user),
+        "events": selectors.user_alert_events(user=request.user),
+        "watch_items": selectors.watchlist_items(user=request.user),
+    }
+    return render(request, "accounts/alerts.html", context)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def alert_create(request: HttpRequest, watch_pk: int) -> HttpResponse:
+    watch = get_object_or_404(selectors.watchlist_items(user=request.user), pk=watch_pk)
+    form = AlertForm(_posted(request), instance=Alert(watch=watch))
+    if request.method == "POST" and form.is_valid():
+        alert = services.alert_save(alert=form.instance)
+        messages.success(request, f"Alert saved: {alert.describe()}.")
+        return redirect("accounts:alerts")
+    context = {"form": form, "watch": watch, "row": selectors.watch_row(item=watch)}
+    return render(request, "accounts/alert_form.html", context)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def alert_edit(request: HttpRequest, pk: int) -> HttpResponse:
+    alert = get_object_or_404(selectors.user_alerts(user=request.user), pk=pk)
+    form = AlertForm(_posted(request), instance=alert)
+    if request.method == "POST" and form.is_valid():
+        services.alert_save(alert=form.instance)
+        messages.success(request, f"Alert updated: {alert.describe()}.")
+        return redirect("accounts:alerts")
+    row = selectors.watch_row(item=alert.watch, window=alert.window)
+    context = {"form": form, "watch": alert.watch, "alert": alert, "row": row}
+    return render(request, "accounts/alert_form.html", context)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def alert_delete(request: HttpRequest, pk: int) -> HttpResponse:
+    alert = get_object_or_404(selectors.user_alerts(user=request.user), pk=pk)
+    if request.method == "POST":
+        services.alert_delete(alert=alert)
+        messages.info(request, "Alert deleted.")
+        return redirect("accounts:alerts")
+    return render(request, "accounts/alert_confirm_delete.html", {"alert": alert})
+
+
+# Notifications
+
+
+@login_required
+@require_GET
+def notifications(request: HttpRequest) -> HttpResponse:
+    paginator = Paginator(selectors.user_notifications(user=request.user), NOTIFICATIONS_PER_PAGE)
+    page = paginator.get_page(request.GET.get("page"))
+    unread = selectors.unread_notification_count(user=request.user)
+    return render(request, "accounts/notifications.html", {"page": page, "unread": unread})
+
+
+@require_GET
+def notification_badge(request: HttpRequest) -> HttpResponse:
+    if not request.user.is_authenticated:
+        return HttpResponse("", status=HTMX_STOP_POLLING)
+    unread = selectors.unread_notification_count(user=request.user)
+    return render(request, "accounts/_notification_badge.html", {"unread": unread})
+
+
+@login_required_htmx
+@require_POST
+def notification_read(request: HttpRequest, pk: int) -> HttpResponse:
+    notification = get_object_or_404(selectors.user_notifications(user=request.user), pk=pk)
+    services.notification_mark_read(notification=notification)
+    if request.htmx:
+        notification.refresh_from_db()
+        response = render(
+            request, "accounts/notifications.html#notification", {"notification": notification}
+        )
+        return trigger_client_event(response, "notifications-changed")
+    return redirect(_safe_next(request, reverse("accounts:notifications")))
+
+
+@login_required_htmx
+@require_POST
+def notifications_read_all(request: HttpRequest) -> HttpResponse:
+    count = services.notifications_mark_all_read(user=request.user)
+    if count:
+        messages.success(request, f"Marked {count} notification{'s' if count != 1 else ''} read.")
+    return redirect("accounts:notifications")

@@ -1,0 +1,155 @@
+"""The account journey in headless Chromium: sign up, log in, watch a market from its pair page,
+see it on the watchlist, set an alert and watch the notification badge pick it up by htmx."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pytest
+
+from accounts.models import Alert, Notification, User, WatchlistItem
+from accounts.services import market_alerts_check
+from maps.models import Bar, Exchange, Market
+from maps.services import market_snapshots_compute
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("fast_password_hashing"),
+]
+
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+PASSWORD = "correct horse battery"
+
+
+@pytest.fixture
+def market() -> Market:
+    """A market with three days of 5-minute bars and its computed maps."""
+    exchange = Exchange.objects.create(slug="binance", name="Binance")
+    market = Market.objects.create(
+        exchange=exchange, symbol="BTCUSDT", slug="btcusdt", base="BTC", quote="USDT"
+    )
+    rng = np.random.default_rng(7)
+    steps = 3 * 288
+    closes = 60_000 * np.exp(np.cumsum(rng.normal(0, 0.0015, steps)))
+    opens = np.concatenate([closes[:1], closes[:-1]])
+    start = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=5 * steps)
+    start -= timedelta(minutes=start.minute % 5)
+    Bar.objects.bulk_create(
+        Bar(
+            market=market,
+            time=start + timedelta(minutes=5 * i),
+            open=float(opens[i]),
+            high=float(max(opens[i], closes[i]) * 1.001),
+            low=float(min(opens[i], closes[i]) * 0.999),
+            close=float(closes[i]),
+            volume=float(rng.uniform(800, 1200)),
+            taker_buy_volume=float(rng.uniform(380, 620)),
+            open_interest=float(80_000 + 20 * i),
+        )
+        for i in range(steps)
+    )
+    market_snapshots_compute(market=market)
+    return market
+
+
+@pytest.fixture
+def page(live_server, monkeypatch):
+    from playwright.sync_api import sync_playwright
+
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS
+        )
+        context = browser.new_context(
+            base_url=live_server.url, viewport={"width": 1400, "height": 900}
+        )
+        page = context.new_page()
+        page.set_default_timeout(15_000)
+        page.clock.install()
+        yield page
+        context.close()
+        browser.close()
+
+
+def test_it_signs_up_watches_a_market_and_gets_an_alert(page, market, tmp_path):
+    from playwright.sync_api import expect
+
+    # Sign up: the new account is logged in and lands on its empty watchlist.
+    page.goto("/accounts/signup/")
+    page.fill("input[name=username]", "hana")
+    page.fill("input[name=email]", "hana@example.com")
+    page.fill("input[name=password1]", PASSWORD)
+    page.fill("input[name=password2]", PASSWORD)
+    page.click("form.account-form button[type=submit]")
+    expect(page).to_have_url(re.compile(r"/watchlist/$"))
+    expect(page.locator("body")).to_contain_text("You are not watching any market yet")
+
+    # Log out through the user menu, then log in again by email.
+    page.click(".account-menu__toggle")
+    page.click("button.account-menu__logout")
+    expect(page.locator(".account-nav")).to_contain_text("Log in")
+    page.goto("/accounts/login/")
+    page.fill("input[name=username]", "HANA@example.com")
+    page.fill("input[name=password]", PASSWORD)
+    page.click("form.account-form button[type=submit]")
+    expect(page.locator(".account-menu__name")).to_have_text("hana")
+
+    # Watch the market from its pair page: one htmx POST, the button swaps in place.
+    page.goto(market.get_absolute_url())
+    button = page.locator(f"#watch-{market.pk} button")
+    expect(button).to_have_attribute("aria-pressed", "false")
+    button.click()
+    expect(page.locator(f"#watch-{market.pk} button")).to_have_attribute("aria-pressed", "true")
+    expect(page.locator(f"#watch-{market.pk} button")).to_contain_text("Watching")
+    assert page.url.endswith(market.get_absolute_url())
+    user = User.objects.get(username="hana")
+    assert list(WatchlistItem.objects.filter(user=user).values_list("market", flat=True)) == [
+        market.pk
+    ]
+
+    # The watchlist shows it with its price and clusters.
+    page.goto("/watchlist/")
+    row = page.locator("#watchlist-rows tr").first
+    expect(row).to_contain_text("BTC")
+    expect(row).to_contain_text("Binance")
+    expect(row.locator(".watchlist__price")).to_have_text(re.compile(r"\d{2},\d{3}\.\d"))
+    page.screenshot(path=tmp_path / "watchlist.png", full_page=True)
+
+    # Set an alert that the current map satisfies.
+    row.get_by_text("Add alert").click()
+    page.check("input[name=kind][value=proximity]")
+    page.fill("input[name=within_pct]", "50")
+    page.fill("input[name=min_notional_usd]", "1")
+    page.click("form.alert-form button[type=submit]")
+    expect(page.locator(".alert-list")).to_contain_text("Price within 50% of a cluster")
+    assert Alert.objects.filter(watch__user=user, armed=True).count() == 1
+
+    # The check runs (as after a snapshot); the badge's next htmx poll shows the notification.
+    expect(page.locator("#notification-badge .notification-badge__count")).to_have_count(0)
+    assert len(market_alerts_check(market_id=market.pk)) == 1
+    page.clock.run_for(31_000)
+    badge = page.locator("#notification-badge .notification-badge__count")
+    expect(badge).to_have_text("1")
+
+    # Open the list from the badge and mark it read in place; the badge clears.
+    page.click("#notification-badge")
+    item = page.locator(".notification").first
+    expect(item).to_contain_text("BTCUSDT on Binance: price near a cluster")
+    page.screenshot(path=tmp_path / "notifications.png", full_page=True)
+    item.get_by_role("button", name="Mark read").click()
+    expect(page.locator(".notification--unread")).to_have_count(0)
+    expect(badge).to_have_count(0)
+    assert Notification.objects.get(user=user).read_at is not None

@@ -12,6 +12,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from bokeh.util.paths import bokehjs_path
+from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -184,9 +185,41 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_TIME_LIMIT = envint("CELERY_TASK_TIME_LIMIT", 300, minimum=1)
 CELERY_TASK_SOFT_TIME_LIMIT = envint("CELERY_TASK_SOFT_TIME_LIMIT", 240, minimum=1)
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_TASK_TIME_LIMIT * 2}
+# An unacknowledged task (its worker died) goes back to the queue after this many seconds; it must
+# exceed the longest task (a backfill) and the longest retry countdown.
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": envint("CELERY_VISIBILITY_TIMEOUT", 3600, minimum=1)
+}
+CELERY_RESULT_EXPIRES = 3600
 CELERY_TIMEZONE = "UTC"
 CELERY_TASK_DEFAULT_QUEUE = "compute"
+CELERY_TASK_ROUTES = {
+    "maps.tasks.market_ingest": {"queue": "ingest"},
+    "maps.tasks.market_backfill": {"queue": "ingest"},
+    "maps.tasks.markets_ingest_tracked": {"queue": "ingest"},
+    "maps.tasks.*": {"queue": "compute"},
+}
+CELERY_WORKER_SEND_TASK_EVENTS = False
+# Every minute: ingest every tracked market, then recompute its snapshots (a chain per market).
+# Daily: fit each market's tier weights to its real liquidations. `expires` drops a run that no
+# worker picked up in time instead of letting runs pile up.
+CELERY_BEAT_SCHEDULE = {
+    "ingest-tracked-markets": {
+        "task": "maps.tasks.markets_ingest_tracked",
+        "schedule": 60.0,
+        "options": {"expires": 55},
+    },
+    "calibrate-tracked-markets": {
+        "task": "maps.tasks.markets_calibrate_tracked",
+        "schedule": crontab(hour=3, minute=17),
+        "options": {"expires": 3600},
+    },
+}
+# Ingestion: how far back a backfill reaches (the exchanges may allow less), and, for tests and
+# offline demos, a directory of recorded exchange answers to use instead of the network.
+LIQSITE_BACKFILL_DAYS = envint("LIQSITE_BACKFILL_DAYS", 90, minimum=1)
+LIQSITE_EXCHANGE_REPLAY = os.environ.get("LIQSITE_EXCHANGE_REPLAY", "")
+LIQSITE_EXCHANGE_REPLAY_DELAY_MS = envint("LIQSITE_EXCHANGE_REPLAY_DELAY_MS", 0)
 
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
@@ -234,7 +267,7 @@ STORAGES = {
     "staticfiles": {
         "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
         if DEBUG
-        else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        else "liqsite.storage.StaticStorage"
     },
 }
 WHITENOISE_USE_FINDERS = DEBUG
@@ -249,7 +282,7 @@ SECURE_HSTS_INCLUDE_SUBDOMAINS = envbool("SECURE_HSTS_INCLUDE_SUBDOMAINS", not D
 SECURE_HSTS_PRELOAD = envbool("SECURE_HSTS_PRELOAD", not DEBUG)
 if envbool("SECURE_PROXY_SSL_HEADER", False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
-SECURE_REDIRECT_EXEMPT = [r"^healthz/$"]
+SECURE_REDIRECT_EXEMPT = [r"^healthz/?$"]
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
@@ -268,3 +301,4 @@ LIQSITE_WINDOWS = ["12h", "24h", "3d", "7d", "30d", "90d"]
 LIQSITE_DEFAULT_WINDOW = "7d"
 LIQSITE_MAX_COLUMNS = envint("LIQSITE_MAX_COLUMNS", 500, minimum=10)
 LIQSITE_STALE_AFTER_SECONDS = envint("LIQSITE_STALE_AFTER_SECONDS", 900, minimum=60)
+LIQSITE_REFRESH_SECONDS = envint("LIQSITE_REFRESH_SECONDS", 15, minimum=1)

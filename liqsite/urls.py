@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, re_path
+
+from maps.health import healthz
 
 admin.site.site_header = "liqsite admin"
 admin.site.site_title = "liqsite admin"
@@ -10,5 +12,6 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", include("maps.api_urls")),
     path("", include("accounts.urls")),
+    re_path(r"^healthz/?$", healthz, name="healthz"),
     path("", include("maps.urls")),
 ]

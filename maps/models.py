@@ -147,6 +147,9 @@ class Bar(models.Model):
     taker_buy_volume = models.FloatField()
     open_interest = models.FloatField()
     long_short_ratio = models.FloatField(null=True, blank=True)
+    funding_rate = models.FloatField(
+        null=True, blank=True, help_text="Last funding rate settled by the step's end"
+    )
 
     class Meta:
         ordering = ["market", "time"]

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import signal
 
 from django.core.management.base import BaseCommand, CommandError
 
 from maps.connectors import CONNECTORS
 from maps.stream import stream_run
-
-log = logging.getLogger(__name__)
 
 
 class Command(BaseCommand):

@@ -1,0 +1,321 @@
+"""What every exchange connector provides, and the paging, rate-limit and error rules they share.
+
+A connector wraps one ccxt exchange instance and turns its answers into plain records in our units:
+prices in quote currency, sizes in base units, times in epoch ms. The subclasses (binance.py,
+bybit.py, okx.py) are the only places that know an exchange's endpoints, units and conventions.
+Every series is fetched in windows [start, end) that one request can cover; rows an exchange
+returns outside the window asked for are dropped, so a page that repeats or overlaps never counts
+twice.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import ccxt
+
+log = logging.getLogger(__name__)
+
+MINUTE_MS = 60_000
+FIVE_MINUTES_MS = 300_000
+DAY_MS = 86_400_000
+DEFAULT_RETRY_AFTER = 30.0
+
+
+@dataclass(frozen=True)
+class Candle:
+    """One 1-minute kline: open time, prices, volume and taker-buy volume in base units."""
+
+    ts: int
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: float
+    taker_buy: float | None = None
+
+
+@dataclass(frozen=True)
+class Point:
+    """A value observed at a time: open interest (base units), a ratio or a funding rate."""
+
+    ts: int
+    value: float
+
+
+@dataclass(frozen=True)
+class TakerBucket:
+    """Taker buy volume (base units) of the period that opens at `ts` and lasts `span_ms`."""
+
+    ts: int
+    span_ms: int
+    buy: float
+
+
+@dataclass(frozen=True)
+class Liquidation:
+    """One liquidation order, normalised: the side is the side of the position liquidated."""
+
+    symbol: str
+    time_ms: int
+    side: str
+    price: float
+    quantity: float
+
+    @property
+    def notional(self) -> float:
+        return self.price * self.quantity
+
+
+class ConnectorError(Exception):
+    """An exchange answered something we cannot use (bad symbol, malformed payload)."""
+
+
+class RateLimited(ConnectorError):
+    """The exchange asked us to slow down; `retry_after` is how long to wait, in seconds."""
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+RETRYABLE_ERRORS: tuple[type[BaseException], ...] = (ccxt.NetworkError, RateLimited)
+
+
+def windows(start: int, end: int, span: int) -> Iterator[tuple[int, int]]:
+    """[start, end) cut into consecutive windows of at most `span` ms."""
+    cursor = start
+    while cursor < end:
+        yield cursor, min(cursor + span, end)
+        cursor += span
+
+
+def number(value: Any) -> float | None:
+    """A finite float from an exchange's string or number, None when absent or malformed."""
+    if value is None or value == "":
+        return None
+    try:
+        result = float(value)
+    except (TypeError, ValueError):
+        return None
+    return result if result == result and abs(result) != float("inf") else None
+
+
+class Connector:
+    """One exchange's public market data, normalised. Subclasses fill in the class attributes."""
+
+    slug: ClassVar[str]
+    ccxt_id: ClassVar[str]
+    options: ClassVar[dict] = {}
+    history_ms: ClassVar[int]
+    """How far back the scarcest required series (5-minute open interest) reaches."""
+    has_taker_volume: ClassVar[bool] = True
+    default_long_share: ClassVar[str] = "taker"
+    candle_page: ClassVar[int]
+    stat_page: ClassVar[int]
+    funding_page: ClassVar[int] = 100
+    ws_url: ClassVar[str]
+    ws_ping: ClassVar[str | None] = None
+    ws_ping_seconds: ClassVar[float] = 20.0
+
+    def __init__(self, exchange: ccxt.Exchange) -> None:
+        self.exchange = exchange
+
+    # --- shared plumbing -------------------------------------------------------------------
+    def now_ms(self) -> int:
+        return int(self.exchange.milliseconds())
+
+    def load(self) -> None:
+        """Load the exchange's markets once per process (ccxt caches them on the instance)."""
+        self.call(self.exchange.load_markets)
+
+    def market(self, symbol: str) -> dict:
+        """The ccxt market for a unified symbol (BTC/USDT:USDT) or the exchange's own id. An
+        unknown one makes the markets load again once, for instruments listed since."""
+        self.load()
+        found = self._find(symbol)
+        if found is None:
+            self.call(self.exchange.load_markets, True)
+            found = self._find(symbol)
+        if found is None:
+            raise ConnectorError(f"{self.slug}: unknown market {symbol!r}")
+        return found
+
+    def _find(self, symbol: str) -> dict | None:
+        if symbol in self.exchange.markets:
+            return self.exchange.markets[symbol]
+        for market in self.exchange.markets_by_id.get(symbol) or []:
+            if market.get("swap"):
+                return market
+        return None
+
+    def contract_size(self, symbol: str) -> float:
+        """Base units per contract; 1 where the exchange counts sizes in base units."""
+        return 1.0
+
+    def call(self, method: Callable, *args: Any, **kwargs: Any) -> Any:
+        """Call a ccxt method, turning rate-limit answers into RateLimited with a wait."""
+        try:
+            return method(*args, **kwargs)
+        except (ccxt.DDoSProtection, ccxt.RateLimitExceeded) as exc:
+            wait = self.retry_after(str(exc))
+            raise RateLimited(f"{self.slug}: rate limited: {exc}", wait) from exc
+
+    def retry_after(self, message: str) -> float:
+        """Seconds to wait after a rate-limit answer: Retry-After if sent, else a default."""
+        headers = getattr(self.exchange, "last_response_headers", None) or {}
+        value = number(_header(headers, "Retry-After"))
+        if value is not None and value > 0:
+            return value
+        return DEFAULT_RETRY_AFTER
+
+    def _series(self, fetch: Callable[[int, int], list], start: int, end: int, span: int) -> list:
+        """Rows of every window of [start, end), each kept only inside its window, by time."""
+        rows: dict[int, Any] = {}
+        for low, high in windows(start, end, span):
+            for row in fetch(low, high):
+                if low <= row.ts < high:
+                    rows[row.ts] = row
+        return [rows[ts] for ts in sorted(rows)]
+
+    # --- series ------------------------------------------------------------------------------
+    def candles(self, symbol: str, start: int, end: int) -> list[Candle]:
+        """1-minute candles opening in [start, end), ascending."""
+        return self._series(
+            lambda a, b: self._candles(symbol, a, b), start, end, self.candle_page * MINUTE_MS
+        )
+
+    def open_interest(self, symbol: str, start: int, end: int) -> list[Point]:
+        """5-minute open-interest snapshots (base units) taken at times in [start, end)."""
+        return self._series(
+            lambda a, b: self._open_interest(symbol, a, b),
+            start,
+            end,
+            self.stat_page * FIVE_MINUTES_MS,
+        )
+
+    def long_short_ratio(self, symbol: str, start: int, end: int) -> list[Point]:
+        """5-minute global long/short account ratios taken at times in [start, end)."""
+        return self._series(
+            lambda a, b: self._long_short_ratio(symbol, a, b),
+            start,
+            end,
+            self.stat_page * FIVE_MINUTES_MS,
+        )
+
+    def taker_volume(self, symbol: str, start: int, end: int) -> list[TakerBucket]:
+        """Taker buy volume per period opening in [start, end), for exchanges that publish it
+        apart from the candles; empty where the candles carry it or nothing does."""
+        return []
+
+    def funding(self, symbol: str, start: int, end: int) -> list[Point]:
+        """Funding rates settled at times in [start, end)."""
+        span = self.funding_page * 3_600_000
+        return self._series(lambda a, b: self._funding(symbol, a, b), start, end, span)
+
+    def _candles(self, symbol: str, start: int, end: int) -> list[Candle]:
+        raise ConnectorError(f"{self.slug} has no candles")
+
+    def _open_interest(self, symbol: str, start: int, end: int) -> list[Point]:
+        raise ConnectorError(f"{self.slug} has no open interest")
+
+    def _long_short_ratio(self, symbol: str, start: int, end: int) -> list[Point]:
+        raise ConnectorError(f"{self.slug} has no long/short ratio")
+
+    def _funding(self, symbol: str, start: int, end: int) -> list[Point]:
+        market = self.market(symbol)
+        rows = self.call(
+            self.exchange.fetch_funding_rate_history,
+            market["symbol"],
+            since=start,
+            limit=self.funding_page,
+            params={"until": end - 1},
+        )
+        points = []
+        for row in rows:
+            rate = number(row.get("fundingRate"))
+            if rate is not None and row.get("timestamp") is not None:
+                points.append(Point(int(row["timestamp"]), rate))
+        return points
+
+    # --- liquidation stream -------------------------------------------------------------------
+    def stream_url(self, symbols: list[str]) -> str:
+        return self.ws_url
+
+    def subscribe_messages(self, symbols: list[str]) -> list[str]:
+        return []
+
+    def parse_liquidations(
+        self, payload: str | bytes, contract_sizes: dict[str, float]
+    ) -> list[Liquidation]:
+        """The liquidations in one websocket message (none for acks and pongs).
+
+        `contract_sizes` maps each tracked symbol to its base units per contract; orders of other
+        symbols are left out. A payload that is not what the exchange documents raises
+        ConnectorError.
+        """
+        raise ConnectorError(f"{self.slug} has no liquidation stream")
+
+
+def _header(headers: Any, name: str) -> Any:
+    getter = getattr(headers, "get", None)
+    if getter is None:
+        return None
+    value = getter(name)
+    if value is None:
+        value = getter(name.lower())
+    return value
+
+
+def load_json(payload: str | bytes) -> Any:
+    """Decode one websocket message, raising ConnectorError when it is not JSON."""
+    try:
+        return json.loads(payload)
+    except (TypeError, ValueError) as exc:
+        raise ConnectorError(f"not JSON: {str(payload)[:80]!r}") from exc
+
+
+def make_candle(values: list, taker_buy: Any = None) -> Candle | None:
+    """A Candle from ccxt's [ts, open, high, low, close, volume] and an optional taker-buy
+    volume, or None when the row is malformed (a missing number, a price that is not positive,
+    high below low, negative volume). A taker volume slightly above the volume is clipped."""
+    if not isinstance(values, list | tuple) or len(values) < 6 or values[0] is None:
+        return None
+    prices = [number(v) for v in values[1:5]]
+    volume = number(values[5])
+    if any(p is None or p <= 0 for p in prices) or volume is None or volume < 0:
+        return None
+    open_, high, low, close = prices
+    if high < max(open_, close, low) or low > min(open_, close):
+        return None
+    taker = number(taker_buy)
+    if taker is not None:
+        if taker < 0:
+            return None
+        taker = min(taker, volume)
+    return Candle(int(values[0]), open_, high, low, close, volume, taker)
+
+
+def rows_of(payload: Any, what: str) -> list:
+    """The list an endpoint answered, or ConnectorError naming the endpoint when it is not one."""
+    if not isinstance(payload, list):
+        raise ConnectorError(f"{what}: expected a list, got {type(payload).__name__}")
+    return payload
+
+
+def points_from(rows: Any, field: str, label: str, *, scale: float = 1.0) -> list[Point]:
+    """Points from ccxt structures (open interest, ratios), skipping and logging malformed ones."""
+    points = []
+    for row in rows_of(rows, label):
+        value = number(row.get(field)) if isinstance(row, dict) else None
+        stamp = row.get("timestamp") if isinstance(row, dict) else None
+        if value is None or value < 0 or stamp is None:
+            info = row.get("info") if isinstance(row, dict) else row
+            log.warning("%s: malformed row skipped: %r", label, info)
+            continue
+        points.append(Point(int(stamp), value * scale))
+    return points

@@ -1,0 +1,122 @@
+"""Binance USD-M futures (ccxt `binanceusdm`).
+
+Conventions: sizes are in base units everywhere (klines, open interest, force orders). Klines carry
+the taker-buy base volume at index 9, which ccxt's OHLCV drops, so they are read through ccxt's
+implicit `fapiPublicGetKlines` and parsed with ccxt's `parse_ohlcv` plus that column.
+`/futures/data/openInterestHist` and `globalLongShortAccountRatio` keep 30 days at 5 minutes; a row
+stamped T is the snapshot taken at T. A force order's side is the side of the liquidation order:
+SELL closes (liquidates) a long position, BUY a short one. HTTP 429 asks to slow down, 418 is an
+IP ban until the time named in the message.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+
+from maps.connectors.base import (
+    DAY_MS,
+    Candle,
+    Connector,
+    ConnectorError,
+    Liquidation,
+    Point,
+    load_json,
+    make_candle,
+    number,
+    points_from,
+    rows_of,
+)
+
+log = logging.getLogger(__name__)
+BANNED_UNTIL = re.compile(r"banned until (\d{13})")
+ORDER_SIDE_TO_POSITION = {"SELL": "long", "BUY": "short"}
+
+
+class BinanceConnector(Connector):
+    slug = "binance"
+    ccxt_id = "binanceusdm"
+    options = {"defaultType": "swap", "fetchMarkets": {"types": ["linear"]}}
+    history_ms = 30 * DAY_MS
+    candle_page = 1000
+    stat_page = 500
+    funding_page = 1000
+    ws_url = "wss://fstream.binance.com/stream"
+
+    def retry_after(self, message: str) -> float:
+        banned = BANNED_UNTIL.search(message)
+        if banned:
+            return max(1.0, (int(banned.group(1)) - self.now_ms()) / 1000)
+        return super().retry_after(message)
+
+    def _candles(self, symbol: str, start: int, end: int) -> list[Candle]:
+        market = self.market(symbol)
+        request = {
+            "symbol": market["id"],
+            "interval": "1m",
+            "startTime": start,
+            "endTime": end - 1,
+            "limit": self.candle_page,
+        }
+        rows = rows_of(self.call(self.exchange.fapiPublicGetKlines, request), "binance klines")
+        candles = []
+        for row in rows:
+            taker = row[9] if isinstance(row, list) and len(row) > 9 else None
+            candle = make_candle(self.exchange.parse_ohlcv(row, market), taker)
+            if candle is None or candle.taker_buy is None:
+                log.warning("binance %s: malformed kline skipped: %r", market["id"], row)
+                continue
+            candles.append(candle)
+        return candles
+
+    def _open_interest(self, symbol: str, start: int, end: int) -> list[Point]:
+        market = self.market(symbol)
+        rows = self.call(
+            self.exchange.fetch_open_interest_history,
+            market["symbol"],
+            "5m",
+            since=start,
+            limit=self.stat_page,
+            params={"until": end - 1},
+        )
+        return points_from(rows, "openInterestAmount", f"binance {market['id']} open interest")
+
+    def _long_short_ratio(self, symbol: str, start: int, end: int) -> list[Point]:
+        market = self.market(symbol)
+        rows = self.call(
+            self.exchange.fetch_long_short_ratio_history,
+            market["symbol"],
+            "5m",
+            since=start,
+            limit=self.stat_page,
+            params={"until": end - 1},
+        )
+        return points_from(rows, "longShortRatio", f"binance {market['id']} long/short ratio")
+
+    def stream_url(self, symbols: list[str]) -> str:
+        streams = "/".join(f"{symbol.lower()}@forceOrder" for symbol in sorted(symbols))
+        return f"{self.ws_url}?streams={streams}"
+
+    def parse_liquidations(
+        self, payload: str | bytes, contract_sizes: dict[str, float]
+    ) -> list[Liquidation]:
+        message = load_json(payload)
+        if isinstance(message, dict) and "stream" in message and "data" in message:
+            message = message["data"]
+        if isinstance(message, dict) and "result" in message and "id" in message:
+            return []
+        if not isinstance(message, dict) or message.get("e") != "forceOrder":
+            raise ConnectorError(f"binance: not a forceOrder event: {str(message)[:120]}")
+        order = message.get("o")
+        if not isinstance(order, dict):
+            raise ConnectorError("binance: forceOrder without an order")
+        symbol = order.get("s")
+        if symbol not in contract_sizes:
+            return []
+        side = ORDER_SIDE_TO_POSITION.get(order.get("S"))
+        price = number(order.get("ap")) or number(order.get("p"))
+        quantity = number(order.get("z")) or number(order.get("q"))
+        time_ms = number(order.get("T"))
+        if side is None or not price or price <= 0 or not quantity or quantity <= 0 or not time_ms:
+            raise ConnectorError(f"binance: malformed force order {order}")
+        return [Liquidation(symbol, int(time_ms), side, price, quantity * contract_sizes[symbol])]

@@ -1,0 +1,136 @@
+"""Bybit v5, linear (USDT) perpetuals (ccxt `bybit`, category linear).
+
+Conventions: linear sizes are in base units (kline volume, open interest, liquidation size). Lists
+come newest first; ccxt sorts klines and open interest, and the paging here sorts the rest.
+Answers carry `retCode`/`retMsg` (0 is success; 10001 a bad parameter or symbol, 10006 too many
+requests) and an IP over its limit gets HTTP 403. Bybit publishes no taker buy volume per kline,
+so bars store a neutral half of the volume and the market's long share comes from the global
+long/short account ratio (`/v5/market/account-ratio`, 5min), mode `ratio`. The `allLiquidation`
+stream's `S` is the side of the position liquidated: Buy means a long was liquidated.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from maps.connectors.base import (
+    DAY_MS,
+    Candle,
+    Connector,
+    ConnectorError,
+    Liquidation,
+    Point,
+    load_json,
+    make_candle,
+    number,
+    points_from,
+    rows_of,
+)
+
+log = logging.getLogger(__name__)
+POSITION_SIDE = {"Buy": "long", "Sell": "short"}
+TOPICS_PER_SUBSCRIBE = 10
+
+
+class BybitConnector(Connector):
+    slug = "bybit"
+    ccxt_id = "bybit"
+    options = {
+        "defaultType": "swap",
+        "defaultSubType": "linear",
+        "fetchMarkets": {"types": ["linear"]},
+    }
+    history_ms = 90 * DAY_MS
+    has_taker_volume = False
+    default_long_share = "ratio"
+    candle_page = 1000
+    stat_page = 200
+    funding_page = 200
+    ws_url = "wss://stream.bybit.com/v5/public/linear"
+    ws_ping = json.dumps({"op": "ping"})
+    ws_ping_seconds = 20.0
+
+    def _candles(self, symbol: str, start: int, end: int) -> list[Candle]:
+        market = self.market(symbol)
+        rows = self.call(
+            self.exchange.fetch_ohlcv,
+            market["symbol"],
+            "1m",
+            since=start,
+            limit=self.candle_page,
+            params={"until": end - 1},
+        )
+        candles = []
+        for row in rows_of(rows, "bybit kline"):
+            candle = make_candle(row)
+            if candle is None:
+                log.warning("bybit %s: malformed kline skipped: %r", market["id"], row)
+                continue
+            candles.append(candle)
+        return candles
+
+    def _open_interest(self, symbol: str, start: int, end: int) -> list[Point]:
+        market = self.market(symbol)
+        rows = self.call(
+            self.exchange.fetch_open_interest_history,
+            market["symbol"],
+            "5m",
+            since=start,
+            limit=self.stat_page,
+            params={"until": end - 1},
+        )
+        return points_from(rows, "openInterestAmount", f"bybit {market['id']} open interest")
+
+    def _long_short_ratio(self, symbol: str, start: int, end: int) -> list[Point]:
+        market = self.market(symbol)
+        rows = self.call(
+            self.exchange.fetch_long_short_ratio_history,
+            market["symbol"],
+            "5min",
+            limit=self.stat_page,
+            params={"startTime": start, "endTime": end - 1},
+        )
+        return points_from(rows, "longShortRatio", f"bybit {market['id']} long/short ratio")
+
+    def subscribe_messages(self, symbols: list[str]) -> list[str]:
+        topics = [f"allLiquidation.{symbol}" for symbol in sorted(symbols)]
+        return [
+            json.dumps({"op": "subscribe", "args": topics[i : i + TOPICS_PER_SUBSCRIBE]})
+            for i in range(0, len(topics), TOPICS_PER_SUBSCRIBE)
+        ]
+
+    def parse_liquidations(
+        self, payload: str | bytes, contract_sizes: dict[str, float]
+    ) -> list[Liquidation]:
+        message = load_json(payload)
+        if not isinstance(message, dict):
+            raise ConnectorError(f"bybit: unexpected message {str(message)[:120]}")
+        if "op" in message and "topic" not in message:
+            if message.get("success") is False:
+                raise ConnectorError(
+                    f"bybit: {message.get('op')} refused: {message.get('ret_msg')}"
+                )
+            return []
+        if not str(message.get("topic", "")).startswith("allLiquidation."):
+            raise ConnectorError(f"bybit: unexpected topic {message.get('topic')!r}")
+        data = message.get("data")
+        items = data if isinstance(data, list) else [data]
+        return [
+            liquidation
+            for item in items
+            if (liquidation := _liquidation(item, contract_sizes)) is not None
+        ]
+
+
+def _liquidation(item: object, contract_sizes: dict[str, float]) -> Liquidation | None:
+    if not isinstance(item, dict):
+        raise ConnectorError(f"bybit: malformed liquidation {item!r}")
+    symbol = item.get("s")
+    if symbol not in contract_sizes:
+        return None
+    side = POSITION_SIDE.get(item.get("S"))
+    price, size, time_ms = number(item.get("p")), number(item.get("v")), number(item.get("T"))
+    if side is None or not price or price <= 0 or not size or size <= 0 or not time_ms:
+        raise ConnectorError(f"bybit: malformed liquidation {item}")
+    return Liquidation(symbol, int(time_ms), side, price, size * contract_sizes[symbol])

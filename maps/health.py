@@ -1,0 +1,91 @@
+"""GET /healthz: the database, the broker and the data's freshness, for load balancers.
+
+200 with `"status": "ok"` when all three are fine, 503 otherwise; JSON either way. No login, no
+HTTPS redirect (SECURE_REDIRECT_EXEMPT), two cheap queries and one Redis PING. A market is stale
+when its data (the last bar's end) is older than LIQSITE_STALE_AFTER_SECONDS, the rule the pages
+use; only tracked live markets count (not demo data, not exchanges we do not ingest).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from functools import cache
+
+import redis
+from django.conf import settings
+from django.db import DatabaseError, connection
+from django.http import HttpRequest, JsonResponse
+from django.utils import timezone
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_safe
+
+from maps.models import Market
+
+STALE_LISTED = 20
+
+
+@cache
+def _redis(url: str) -> redis.Redis:
+    return redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1)
+
+
+def database_check() -> dict:
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+    except DatabaseError as exc:
+        return {"ok": False, "error": type(exc).__name__}
+    return {"ok": True}
+
+
+def broker_check() -> dict:
+    if settings.CELERY_TASK_ALWAYS_EAGER:
+        return {"ok": True, "mode": "in-process"}
+    try:
+        _redis(settings.CELERY_BROKER_URL).ping()
+    except (redis.RedisError, OSError) as exc:
+        return {"ok": False, "error": type(exc).__name__}
+    return {"ok": True}
+
+
+def freshness_check(now: datetime) -> dict:
+    limit = settings.LIQSITE_STALE_AFTER_SECONDS
+    try:
+        markets = list(
+            Market.objects.tracked()
+            .filter(is_demo=False, exchange__is_demo=False)
+            .exclude(exchange__ccxt_id="")
+            .values_list("exchange__slug", "symbol", "last_bar_at", "step_ms")
+            .order_by("exchange__slug", "symbol")
+        )
+    except DatabaseError as exc:
+        return {"ok": False, "error": type(exc).__name__}
+    stale = []
+    for exchange, symbol, last_bar_at, step_ms in markets:
+        until = last_bar_at + timedelta(milliseconds=step_ms) if last_bar_at else None
+        age = int((now - until).total_seconds()) if until else None
+        if age is None or age > limit:
+            stale.append(
+                {"market": f"{exchange}/{symbol}", "data_until": until, "age_seconds": age}
+            )
+    return {
+        "ok": not stale,
+        "tracked": len(markets),
+        "stale_after_seconds": limit,
+        "stale_count": len(stale),
+        "stale": stale[:STALE_LISTED],
+    }
+
+
+@never_cache
+@require_safe
+def healthz(request: HttpRequest) -> JsonResponse:
+    checks = {
+        "database": database_check(),
+        "broker": broker_check(),
+        "freshness": freshness_check(timezone.now()),
+    }
+    healthy = all(check["ok"] for check in checks.values())
+    return JsonResponse(
+        {"status": "ok" if healthy else "failing", **checks}, status=200 if healthy else 503
+    )

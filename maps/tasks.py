@@ -1,0 +1,281 @@
+"""Celery tasks: thin adapters that take ids, hold a per-market lock and call a service.
+
+Queues: `ingest` (exchange I/O: market_ingest, market_backfill, markets_ingest_tracked) and
+`compute` (the engine: market_snapshots_refresh, calibration). Every task is idempotent (bars and
+snapshots are upserts) and acknowledged late, so a task whose worker died is run again; a lock per
+market and stage makes a second copy wait its turn or skip. Failures are recorded on the market
+(`last_error`, prefixed with the stage) and cleared by the stage's next success.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from celery import chain, shared_task
+from django.conf import settings
+from django.core.cache import cache
+from django.db import DatabaseError, connection, transaction
+from django.db.models import Max
+from django.utils import timezone
+
+from maps import engine, ingest
+from maps.connectors import CONNECTORS, RETRYABLE_ERRORS, RateLimited
+from maps.models import MapSnapshot, Market
+from maps.services import market_calibrate, market_snapshots_compute
+from maps.signals import snapshots_computed
+
+log = logging.getLogger(__name__)
+
+LOCK_SECONDS = 1800
+BACKOFF_SECONDS = 10
+BACKOFF_CAP_SECONDS = 300
+INGEST_EXPIRES_SECONDS = 120
+REAL_EVENT_SOURCES = ["binance-vision", "stream", "rest"]
+
+
+def market_lock_key(name: str, market_id: int) -> int:
+    """The 64-bit PostgreSQL advisory lock key of one market and stage."""
+    return (zlib.crc32(name.encode()) & 0x7FFFFFFF) << 32 | (market_id & 0xFFFFFFFF)
+
+
+@contextmanager
+def market_lock(name: str, market_id: int) -> Iterator[bool]:
+    """Yield True when this process holds the market's lock for `name`, False when another does.
+
+    On PostgreSQL it is a session advisory lock: the database drops it with the session, so a
+    worker killed mid-task never leaves it behind. Elsewhere it is a cache key with a timeout.
+    """
+    if connection.vendor == "postgresql":
+        key = market_lock_key(name, market_id)
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_try_advisory_lock(%s)", [key])
+            acquired = cursor.fetchone()[0]
+        try:
+            yield acquired
+        finally:
+            if acquired:
+                with connection.cursor() as cursor:
+                    cursor.execute("SELECT pg_advisory_unlock(%s)", [key])
+        return
+    cache_key = f"lock:{name}:{market_id}"
+    acquired = cache.add(cache_key, "1", timeout=LOCK_SECONDS)
+    try:
+        yield acquired
+    finally:
+        if acquired:
+            cache.delete(cache_key)
+
+
+def backoff(retries: int) -> float:
+    """Exponential backoff with jitter: about 10 s, 20 s, 40 s ... at most 5 minutes."""
+    return min(BACKOFF_CAP_SECONDS, BACKOFF_SECONDS * 2**retries) * random.uniform(0.5, 1.0)
+
+
+def market_error_record(market_id: int, stage: str, exc: BaseException) -> None:
+    message = f"{stage}: {type(exc).__name__}: {exc}"[:2000]
+    Market.objects.filter(pk=market_id).update(last_error=message, last_error_at=timezone.now())
+
+
+def market_error_clear(market_id: int, stage: str) -> None:
+    Market.objects.filter(pk=market_id, last_error__startswith=f"{stage}:").update(
+        last_error="", last_error_at=None
+    )
+
+
+def cooldown_key(ccxt_id: str) -> str:
+    return f"ingest:cooldown:{ccxt_id}"
+
+
+def cooldown_remaining(ccxt_id: str) -> float:
+    """Seconds left before this exchange may be asked again, after it rate-limited us."""
+    until = cache.get(cooldown_key(ccxt_id))
+    return max(0.0, until - time.time()) if until else 0.0
+
+
+def market_snapshots_stale(market: Market) -> bool:
+    """Whether some window's snapshot is missing, older than the last bar or from another engine."""
+    last = market.bars.aggregate(last=Max("time"))["last"]
+    if last is None:
+        return False
+    fresh = MapSnapshot.objects.filter(
+        market=market,
+        window__in=settings.LIQSITE_WINDOWS,
+        as_of=last,
+        engine_version=engine.ENGINE_VERSION,
+    ).count()
+    return fresh < len(settings.LIQSITE_WINDOWS)
+
+
+def market_refresh_after_commit(market_id: int) -> None:
+    """Queue a recompute of the market's snapshots once the current transaction commits."""
+    transaction.on_commit(lambda: market_snapshots_refresh.delay(market_id))
+
+
+def _market(market_id: int) -> Market | None:
+    return Market.objects.select_related("exchange").filter(pk=market_id).first()
+
+
+def _ingest(task, market: Market, *, backfill: bool) -> ingest.IngestReport:
+    """Run one ingestion, retrying network and rate-limit failures with backoff. A countdown
+    never exceeds BACKOFF_CAP_SECONDS, so a waiting retry stays well within the broker's
+    visibility timeout; a longer ban is waited out over several retries or minutes."""
+    ccxt_id = market.exchange.ccxt_id
+    try:
+        report = ingest.market_ingest(market=market, backfill=backfill)
+    except RETRYABLE_ERRORS as exc:
+        market_error_record(market.pk, "ingest", exc)
+        if isinstance(exc, RateLimited):
+            cache.set(cooldown_key(ccxt_id), time.time() + exc.retry_after, exc.retry_after + 1)
+            countdown = min(exc.retry_after, BACKOFF_CAP_SECONDS) + random.uniform(0, 5)
+        else:
+            countdown = backoff(task.request.retries)
+        raise task.retry(exc=exc, countdown=countdown) from exc
+    except Exception as exc:
+        market_error_record(market.pk, "ingest", exc)
+        raise
+    market_error_clear(market.pk, "ingest")
+    return report
+
+
+@shared_task(bind=True, acks_late=True, max_retries=3, soft_time_limit=150, time_limit=180)
+def market_ingest(self, market_id: int) -> int:
+    """Fetch the market's new bars and refill a few gaps; returns how many bars were written.
+
+    Skips (returns 0) while another ingestion of the market runs or while its exchange is
+    cooling down after a rate-limit answer: the next minute's run comes soon enough. When old
+    gaps were refilled, the snapshots are recomputed even if the last bar did not move.
+    """
+    market = _market(market_id)
+    if market is None:
+        return 0
+    if cooldown_remaining(market.exchange.ccxt_id):
+        log.info(
+            "%s asked us to slow down: ingest of market %s skipped", market.exchange, market_id
+        )
+        return 0
+    with market_lock("ingest", market_id) as acquired:
+        if not acquired:
+            log.info("ingest of market %s already running, skipped", market_id)
+            return 0
+        report = _ingest(self, market, backfill=False)
+    if report.refilled_gap:
+        market_refresh_after_commit(market_id)
+    return report.written
+
+
+@shared_task(bind=True, acks_late=True, max_retries=5, soft_time_limit=1500, time_limit=1800)
+def market_backfill(self, market_id: int) -> int:
+    """Fetch everything the exchange keeps for the market, then recompute its snapshots.
+
+    Waits (retries) while another ingestion of the market runs or its exchange cools down;
+    returns the bars written.
+    """
+    market = _market(market_id)
+    if market is None:
+        return 0
+    wait = cooldown_remaining(market.exchange.ccxt_id)
+    if wait:
+        raise self.retry(countdown=min(wait, BACKOFF_CAP_SECONDS) + random.uniform(0, 5))
+    with market_lock("ingest", market_id) as acquired:
+        if not acquired:
+            raise self.retry(countdown=30)
+        report = _ingest(self, market, backfill=True)
+    market_refresh_after_commit(market_id)
+    return report.written
+
+
+@shared_task(bind=True, acks_late=True, max_retries=2, soft_time_limit=240, time_limit=300)
+def market_snapshots_refresh(self, market_id: int, only_if_stale: bool = False) -> int:
+    """Recompute every window's snapshot of one market; returns how many were stored.
+
+    Returns 0 without computing while another computation of the market runs, or, with
+    `only_if_stale`, when every window's snapshot already reflects the last bar.
+    """
+    market = _market(market_id)
+    if market is None:
+        return 0
+    with market_lock("compute", market_id) as acquired:
+        if not acquired:
+            log.info("compute of market %s already running, skipped", market_id)
+            return 0
+        if only_if_stale and not market_snapshots_stale(market):
+            return 0
+        try:
+            snapshots = market_snapshots_compute(market=market)
+        except DatabaseError as exc:
+            market_error_record(market_id, "compute", exc)
+            raise self.retry(exc=exc, countdown=backoff(self.request.retries)) from exc
+        except Exception as exc:
+            market_error_record(market_id, "compute", exc)
+            raise
+    market_error_clear(market_id, "compute")
+    windows = [s.window for s in snapshots]
+    transaction.on_commit(
+        lambda: snapshots_computed.send(sender=Market, market_id=market_id, windows=windows)
+    )
+    return len(snapshots)
+
+
+@shared_task(bind=True, acks_late=True, max_retries=2, soft_time_limit=900, time_limit=960)
+def market_calibrate_task(self, market_id: int) -> int | None:
+    """Fit the market's tier weights to its real liquidations; returns the Calibration id."""
+    market = _market(market_id)
+    if market is None:
+        return None
+    with market_lock("calibrate", market_id) as acquired:
+        if not acquired:
+            return None
+        try:
+            calibration = market_calibrate(market=market)
+        except DatabaseError as exc:
+            raise self.retry(exc=exc, countdown=backoff(self.request.retries)) from exc
+        except Exception as exc:
+            market_error_record(market_id, "calibrate", exc)
+            raise
+    market_error_clear(market_id, "calibrate")
+    return calibration.pk if calibration else None
+
+
+def markets_ingestible():
+    """Tracked live markets on exchanges we have a connector for."""
+    return (
+        Market.objects.tracked()
+        .filter(is_demo=False, exchange__is_demo=False, exchange__ccxt_id__in=list(CONNECTORS))
+        .order_by("pk")
+    )
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def markets_ingest_tracked() -> int:
+    """The beat's minute: per tracked market, ingest then recompute stale snapshots (a chain).
+
+    An ingestion no worker starts within INGEST_EXPIRES_SECONDS is dropped: the next minute's
+    run covers it, so a backlog never builds up.
+    """
+    ids = list(markets_ingestible().values_list("pk", flat=True))
+    for market_id in ids:
+        chain(
+            market_ingest.si(market_id).set(expires=INGEST_EXPIRES_SECONDS),
+            market_snapshots_refresh.si(market_id, only_if_stale=True),
+        ).apply_async()
+    return len(ids)
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def markets_calibrate_tracked() -> int:
+    """The beat's day: calibrate every tracked market that has real (not demo) liquidations;
+    the fit itself uses the 30 days up to the market's last bar."""
+    ids = list(
+        Market.objects.tracked()
+        .filter(events__source__in=REAL_EVENT_SOURCES)
+        .values_list("pk", flat=True)
+        .distinct()
+    )
+    for market_id in ids:
+        market_calibrate_task.delay(market_id)
+    return len(ids)

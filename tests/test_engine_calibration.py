@@ -187,3 +187,25 @@ def test_it_rejects_bad_events_naming_the_event():
         Events([T0], [True], [1.0], [float("nan")])
     with pytest.raises(EngineError, match="price has 1 rows, time has 2"):
         Events([T0, T0], [True, False], [1.0], [1.0, 1.0])
+
+
+@pytest.mark.parametrize("seed", [3, 11])
+def test_it_scores_zones_alike_on_the_dense_grid_and_on_occupied_bins_only(seed, monkeypatch):
+    # A book spread over more bins than a dense grid may hold is scored one state at a time on its
+    # occupied bins; both ways must give the same figures.
+    from maps.engine import calibration as calibration_module
+
+    bars = volatile_bars(600, seed, 0.004)
+    params = Params(window_ms=10**9)
+    rng = np.random.default_rng(seed)
+    times = bars.ts[rng.integers(1, len(bars.ts), 300)] + 1_000
+    is_long = rng.uniform(size=300) < 0.5
+    index = np.searchsorted(bars.ts, times, side="right") - 1
+    price = np.where(is_long, bars.low[index], bars.high[index])
+    events = Events(times, is_long, price, rng.pareto(1.5, 300) * 1e4 + 100)
+    dense = run(bars, params, events).calibration
+    monkeypatch.setattr(calibration_module, "MAX_DENSE_ZONE_BINS", 1)
+    sparse = run(bars, params, events).calibration
+    assert dense["hit_rate"] > 0
+    assert sparse["hit_rate"] == pytest.approx(dense["hit_rate"], rel=1e-9)
+    assert sparse["coverage"] == pytest.approx(dense["coverage"], rel=1e-9)

@@ -5,12 +5,18 @@ from __future__ import annotations
 
 import numpy as np
 
-from .clusters import cluster_spans_rows, top_per_row
+from .clusters import (
+    HOT_FACTOR,
+    MAX_GAP_BINS,
+    MIN_SHARE,
+    cluster_spans_rows,
+    top_per_row,
+)
 from .simulate import Groups, Path, bin_span, presence, states, weighted
-from .types import EngineError, Events, Params
+from .types import Events, Params
 
 TOP_CLUSTERS = 5
-MAX_ZONE_BINS = 200_000
+MAX_DENSE_ZONE_BINS = 200_000
 
 
 def bucket_events(events: Events, ts: np.ndarray, step_ms: int) -> np.ndarray:
@@ -140,16 +146,15 @@ def zone_accuracy(path, params, sides, events, step, close, width) -> tuple:
     span = bin_span(*parts)
     lo, hi = span if span else (0, 0)
     bins = hi - lo + 1
-    if bins > MAX_ZONE_BINS:
-        raise EngineError(
-            f"the zone test would need {bins} bins (more than {MAX_ZONE_BINS}); raise bin_bps"
-        )
     hit = np.zeros(len(order))
     cover = np.zeros(len(order))
     bounds = np.searchsorted(column, np.arange(len(cols) + 1))
-    for c0, values, counts in states(path, cols, parts[0], parts[1], lo, bins):
-        c1 = c0 + values.shape[0]
-        zone_lo, zone_hi = _zones(values, counts, bins, lo, close, width)
+    if bins > MAX_DENSE_ZONE_BINS:
+        chunks = _sparse_zone_chunks(path, cols, parts, close, width)
+    else:
+        chunks = _dense_zone_chunks(path, cols, parts, lo, bins, close, width)
+    for c0, zone_lo, zone_hi in chunks:
+        c1 = c0 + zone_lo.shape[0] // 2
         mine = slice(bounds[c0], bounds[c1])
         ev = order[mine]
         row = 2 * (column[mine] - c0) + (~events.is_long[ev]).astype(np.int64)
@@ -162,20 +167,67 @@ def zone_accuracy(path, params, sides, events, step, close, width) -> tuple:
     return float(usd @ hit) / total, float(usd @ cover) / total
 
 
-def _zones(values, counts, bins: int, lo: int, close: float, width: float):
-    """Price bounds (rows * 2, TOP_CLUSTERS) of each state's top clusters, long rows then short
-    rows interleaved (row 2r long, 2r + 1 short); NaN where a state has fewer clusters."""
-    rows = values.shape[0]
-    x = values.reshape(2 * rows, bins)
-    nonempty = np.count_nonzero(counts.reshape(2 * rows, bins), axis=1)
-    row, starts, ends, _ = cluster_spans_rows(x, nonempty)
+def _dense_zone_chunks(path, cols, parts, lo: int, bins: int, close: float, width: float):
+    """(first column, zone_lo, zone_hi) per chunk of states binned on one dense grid."""
+    for c0, values, counts in states(path, cols, parts[0], parts[1], lo, bins):
+        rows = values.shape[0]
+        x = values.reshape(2 * rows, bins)
+        nonempty = np.count_nonzero(counts.reshape(2 * rows, bins), axis=1)
+        row, starts, ends, _ = cluster_spans_rows(x, nonempty)
+        yield (c0, *_zone_bounds(row, starts + lo, ends + lo, 2 * rows, close, width))
+
+
+def _sparse_zone_chunks(path, cols, parts, close: float, width: float):
+    """The same zones, one state at a time on its occupied bins only: for books spread over
+    more bins than a dense grid can hold (a price that moved by orders of magnitude)."""
+    growth = path.log_growth
+    for c in range(len(cols)):
+        rows, starts, ends = [], [], []
+        for side, part in enumerate(parts):
+            alive = (part.c_in <= c) & (c < part.c_out)
+            value = part.v_in[alive] * np.exp(growth[cols[c]] - growth[cols[part.c_in[alive]]])
+            occupied, cell = np.unique(part.bin[alive], return_inverse=True)
+            x = np.bincount(cell, weights=value, minlength=len(occupied))
+            first, last = sparse_cluster_spans(occupied, x)
+            rows.append(np.full(len(first), side))
+            starts.append(first)
+            ends.append(last)
+        row, start, end = (np.concatenate(a) for a in (rows, starts, ends))
+        yield (c, *_zone_bounds(row, start, end, 2, close, width))
+
+
+def sparse_cluster_spans(occupied: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """cluster_spans on a grid given by its occupied bins (ascending) and their notional:
+    (first bin, last bin) of the kept clusters, ranked; every other bin is empty."""
+    total = float(x.sum())
+    hot = np.flatnonzero(x >= HOT_FACTOR * total / max(len(occupied), 1))
+    if total <= 0 or not hot.size:
+        return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
+    bins = occupied[hot]
+    new = np.ones(len(bins), dtype=bool)
+    new[1:] = np.diff(bins) - 1 > MAX_GAP_BINS
+    first = np.flatnonzero(new)
+    last = np.append(first[1:] - 1, len(bins) - 1)
+    running = np.concatenate([[0.0], np.cumsum(x)])
+    notional = running[hot[last] + 1] - running[hot[first]]
+    keep = notional >= MIN_SHARE * total
+    starts, ends, notional = bins[first][keep], bins[last][keep], notional[keep]
+    order = np.lexsort((starts, -notional))
+    return starts[order], ends[order]
+
+
+def _zone_bounds(row, starts, ends, rows: int, close: float, width: float):
+    """Price bounds (rows, TOP_CLUSTERS) of each row's top clusters (rows ranked within each
+    row, row 2r long and 2r + 1 short); NaN where a state has fewer clusters."""
+    order = np.lexsort((np.arange(len(row)), row))
+    row, starts, ends = row[order], starts[order], ends[order]
     top = top_per_row(row, TOP_CLUSTERS)
     row, starts, ends = row[top], starts[top], ends[top]
     rank = np.arange(len(row)) - np.searchsorted(row, row, side="left")
-    zone_lo = np.full((2 * rows, TOP_CLUSTERS), np.nan)
-    zone_hi = np.full((2 * rows, TOP_CLUSTERS), np.nan)
-    zone_lo[row, rank] = close + (lo + starts) * width
-    zone_hi[row, rank] = close + (lo + ends + 1) * width
+    zone_lo = np.full((rows, TOP_CLUSTERS), np.nan)
+    zone_hi = np.full((rows, TOP_CLUSTERS), np.nan)
+    zone_lo[row, rank] = close + starts * width
+    zone_hi[row, rank] = close + (ends + 1) * width
     return zone_lo, zone_hi
 
 

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
-from django.db import connection
+from django.conf import settings
+from django.db import connection, models
+from django.utils import timezone
 from psycopg import sql
 
 from maps.engine.types import Bars, Events
-from maps.models import Bar, LiquidationEvent, MapSnapshot, Market
+from maps.models import Bar, Calibration, Exchange, LiquidationEvent, MapSnapshot, Market
 
 _BAR_FIELDS = [
     "open",
@@ -105,3 +108,115 @@ def market_events_arrays(*, market_id: int, start: datetime, end: datetime) -> E
 
 def market_snapshot(*, market: Market, window: str) -> MapSnapshot | None:
     return MapSnapshot.objects.filter(market=market, window=window).first()
+
+
+# Reads for the pages and the API.
+
+
+def market_by_slugs(*, exchange: str, symbol: str) -> Market | None:
+    """The market at /<exchange>/<symbol>/ (slugs as stored: lowercase), with its exchange."""
+    return (
+        Market.objects.select_related("exchange")
+        .filter(exchange__slug=exchange, slug=symbol)
+        .first()
+    )
+
+
+def market_snapshot_light(*, market: Market, window: str) -> MapSnapshot | None:
+    """The market's snapshot for `window` without its arrays (they load on first access)."""
+    snapshot = MapSnapshot.objects.filter(market=market, window=window).defer("data").first()
+    if snapshot is not None:
+        snapshot.market = market
+    return snapshot
+
+
+def snapshots_for_listing(
+    *, window: str, exchange: Exchange | None = None, base: str | None = None
+) -> list[MapSnapshot]:
+    """Snapshots of tracked markets for `window` (no arrays), by exchange name then symbol."""
+    snapshots = (
+        MapSnapshot.objects.filter(window=window, market__tracked=True)
+        .select_related("market__exchange")
+        .defer("data")
+        .order_by("market__exchange__name", "market__symbol")
+    )
+    if exchange is not None:
+        snapshots = snapshots.filter(market__exchange=exchange)
+    if base is not None:
+        snapshots = snapshots.filter(market__base__iexact=base)
+    return list(snapshots)
+
+
+def markets_for_listing(
+    *, exchange: Exchange | None = None, base: str | None = None
+) -> list[Market]:
+    """Tracked markets (with their exchange), by exchange name then symbol."""
+    markets = Market.objects.tracked().select_related("exchange")
+    if exchange is not None:
+        markets = markets.filter(exchange=exchange)
+    if base is not None:
+        markets = markets.filter(base__iexact=base)
+    return list(markets.order_by("exchange__name", "symbol"))
+
+
+def coin_bases() -> list[dict]:
+    """Every coin with a tracked market: base, how many exchanges list it, whether demo."""
+    rows = (
+        Market.objects.tracked()
+        .values("base")
+        .annotate(
+            exchanges=models.Count("exchange", distinct=True),
+            demo=models.Count("id", filter=models.Q(is_demo=True)),
+        )
+        .order_by("base")
+    )
+    return [
+        {"base": r["base"], "exchanges": r["exchanges"], "is_demo": bool(r["demo"])} for r in rows
+    ]
+
+
+def market_latest_calibration(*, market: Market) -> Calibration | None:
+    return Calibration.objects.filter(market=market).order_by("-computed_at").first()
+
+
+def market_closes(*, market: Market, start_ms: int, end_ms: int) -> tuple[np.ndarray, np.ndarray]:
+    """(step open times in ms, closes) of the market's bars with start <= time < end."""
+    start = datetime.fromtimestamp(start_ms / 1000, tz=UTC)
+    end = datetime.fromtimestamp(end_ms / 1000, tz=UTC)
+    rows = list(
+        Bar.objects.filter(market=market, time__gte=start, time__lt=end)
+        .order_by("time")
+        .values_list("time", "close")
+    )
+    times = np.array([int(r[0].timestamp() * 1000) for r in rows], dtype=np.int64)
+    closes = np.array([r[1] for r in rows], dtype=np.float64)
+    return times, closes
+
+
+@dataclass(frozen=True)
+class Freshness:
+    """How old a snapshot's data is, and how long a client may cache what shows it."""
+
+    data_until: datetime
+    age_seconds: int
+    stale: bool
+    max_age: int
+
+
+def snapshot_freshness(
+    *, snapshot: MapSnapshot, step_ms: int, now: datetime | None = None
+) -> Freshness:
+    """The data runs to the end of the last step (as_of + step). The next snapshot is expected
+    one step later plus a minute for ingest and compute; clients may cache until then (at least
+    15 s, at most one step)."""
+    now = now or timezone.now()
+    data_until = snapshot.as_of + timedelta(milliseconds=step_ms)
+    age = max(0, int((now - data_until).total_seconds()))
+    step_s = step_ms // 1000
+    until_next = step_s + 60 - age
+    return Freshness(
+        data_until=data_until,
+        age_seconds=age,
+        stale=age > settings.LIQSITE_STALE_AFTER_SECONDS,
+        max_age=max(15, min(step_s, until_next)),
+    )

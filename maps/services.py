@@ -14,6 +14,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from maps import engine
+from maps.engine.serialize import params_to_json
 from maps.engine.types import Bars, EngineError, Result
 from maps.models import WINDOWS, Calibration, MapSnapshot, Market
 from maps.selectors import market_bars_arrays, market_events_arrays
@@ -63,7 +64,7 @@ def snapshot_from_result(*, market: Market, window: str, result: Result) -> MapS
             "as_of": ms_to_datetime(result.as_of),
             "computed_at": timezone.now(),
             "engine_version": engine.ENGINE_VERSION,
-            "params": engine.result_to_json(result, arrays=False)["params"],
+            "params": params_to_json(result.params),
             "last_close": result.last_close,
             "bin_start": float(edges[0]),
             "bin_width": float(edges[1] - edges[0]),

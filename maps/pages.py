@@ -1,0 +1,555 @@
+"""What the pages show: query options, page contexts, cache headers and the chart data responses.
+
+The views stay thin: they validate the URL, call one function here, and render. Every figure
+shown comes from a stored snapshot (`maps.selectors`) or from `maps.charts`; nothing here does
+arithmetic on the data beyond picking and labelling it.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from urllib.parse import urlencode
+
+from django.conf import settings
+from django.http import Http404, HttpRequest, HttpResponse
+from django.urls import reverse
+from django.utils.cache import get_conditional_response, patch_cache_control, patch_vary_headers
+from django.utils.http import http_date, quote_etag
+
+from maps import charts
+from maps.models import MapSnapshot, Market
+from maps.selectors import (
+    Freshness,
+    coin_bases,
+    market_by_slugs,
+    market_closes,
+    market_latest_calibration,
+    market_snapshot_light,
+    markets_for_listing,
+    snapshot_freshness,
+    snapshots_for_listing,
+)
+from maps.services import coin_result, snapshot_to_result
+
+SIDES = {"both": "Both", "long": "Longs", "short": "Shorts"}
+DOCS = Path(settings.BASE_DIR) / "docs"
+
+
+class BadQuery(ValueError):
+    """A query option with a value the page does not know; lists the allowed ones."""
+
+    def __init__(self, message: str, name: str, allowed: list[str]) -> None:
+        super().__init__(message)
+        self.name = name
+        self.allowed = allowed
+
+
+def query_choice(request: HttpRequest, name: str, allowed: list[str], default: str) -> str:
+    raw = request.GET.get(name)
+    value = default if raw is None or raw == "" else raw.strip().lower()
+    if value not in allowed:
+        message = f"{name}={raw!r} is not allowed: use one of {', '.join(allowed)}"
+        raise BadQuery(message, name, allowed)
+    return value
+
+
+def query_window(request: HttpRequest) -> str:
+    return query_choice(
+        request, "window", settings.LIQSITE_WINDOWS, settings.LIQSITE_DEFAULT_WINDOW
+    )
+
+
+def query_side(request: HttpRequest) -> str:
+    return query_choice(request, "side", list(SIDES), "both")
+
+
+def market_or_404(*, exchange: str, symbol: str) -> Market:
+    market = market_by_slugs(exchange=exchange, symbol=symbol)
+    if market is None:
+        raise Http404(f"No market {exchange}/{symbol} is tracked here")
+    return market
+
+
+def refresh_seconds() -> int:
+    return settings.LIQSITE_REFRESH_SECONDS
+
+
+def revalidate(response: HttpResponse) -> HttpResponse:
+    """Pages and fragments that change with every refresh: revalidate each time."""
+    patch_cache_control(response, private=True, no_cache=True)
+    return response
+
+
+def is_partial(request: HttpRequest) -> bool:
+    """An htmx swap of a page's main view (a history restore needs the whole page)."""
+    return bool(request.htmx) and not request.htmx.history_restore_request
+
+
+# Listings: home, exchange, coins.
+
+
+@dataclass(frozen=True)
+class ListingRow:
+    market: Market
+    snapshot: MapSnapshot | None
+    freshness: Freshness | None
+
+    @property
+    def below(self) -> dict | None:
+        return self.snapshot.proximity.get("long") if self.snapshot else None
+
+    @property
+    def above(self) -> dict | None:
+        return self.snapshot.proximity.get("short") if self.snapshot else None
+
+    @property
+    def active(self) -> dict:
+        """Active notional per side from the snapshot's report ({} without one)."""
+        if self.snapshot is None:
+            return {}
+        totals = self.snapshot.report.get("totals", {})
+        return {side: totals.get(side, {}).get("active") for side in ("long", "short")}
+
+
+def listing_rows(*, window: str, exchange=None, base: str | None = None) -> list[ListingRow]:
+    markets = markets_for_listing(exchange=exchange, base=base)
+    snapshots = {
+        s.market_id: s for s in snapshots_for_listing(window=window, exchange=exchange, base=base)
+    }
+    rows = []
+    for market in markets:
+        snapshot = snapshots.get(market.pk)
+        freshness = None
+        if snapshot is not None:
+            freshness = snapshot_freshness(snapshot=snapshot, step_ms=market.step_ms)
+        rows.append(ListingRow(market, snapshot, freshness))
+    return rows
+
+
+def listing_context(request: HttpRequest, *, window: str, exchange=None) -> dict:
+    query = {"window": window}
+    if exchange is not None:
+        query["exchange"] = exchange.slug
+    path = exchange.get_absolute_url() if exchange is not None else reverse("maps:home")
+    rows = listing_rows(window=window, exchange=exchange)
+    if exchange is None:
+        rows.sort(key=lambda row: (row.market.base, row.market.exchange.name))
+    return {
+        "window": window,
+        "rows": rows,
+        "group_by_coin": exchange is None,
+        "window_links": window_links(path, window, {}),
+        "table_url": f"{reverse('maps:markets_table')}?{urlencode(query)}",
+        "refresh_seconds": refresh_seconds(),
+        "canonical_url": request.build_absolute_uri(f"{path}?{urlencode({'window': window})}"),
+    }
+
+
+def coins_context() -> dict:
+    return {"coins": coin_bases()}
+
+
+def window_links(path: str, current: str, extra: dict) -> list[dict]:
+    return [
+        {
+            "window": w,
+            "url": f"{path}?{urlencode({'window': w, **extra})}",
+            "current": w == current,
+        }
+        for w in settings.LIQSITE_WINDOWS
+    ]
+
+
+def side_links(path: str, window: str, current: str) -> list[dict]:
+    return [
+        {
+            "side": s,
+            "label": label,
+            "url": f"{path}?{urlencode({'window': window, 'side': s})}",
+            "current": s == current,
+        }
+        for s, label in SIDES.items()
+    ]
+
+
+# The pair and coin pages.
+
+
+@dataclass
+class PageView:
+    """A page's context, and what its cache headers need."""
+
+    context: dict
+    etag: str | None = None
+    last_modified: datetime | None = None
+    freshness: Freshness | None = None
+    not_modified: HttpResponse | None = None
+    cacheable: bool = field(default=False)
+
+
+def pair_title(market: Market, window: str) -> str:
+    return (
+        f"{market.symbol} {market.exchange.name} liquidation heatmap ({window}) "
+        f"— {settings.SITE_NAME}"
+    )
+
+
+def pair_view(request: HttpRequest, *, market: Market, window: str, side: str) -> PageView:
+    path = market.get_absolute_url()
+    query = urlencode({"window": window, "side": side})
+    context = {
+        "market": market,
+        "exchange": market.exchange,
+        "window": window,
+        "side": side,
+        "window_links": window_links(path, window, {"side": side}),
+        "side_links": side_links(path, window, side),
+        "canonical_url": request.build_absolute_uri(f"{path}?{query}"),
+        "page_title": pair_title(market, window),
+        "meta_description": (
+            f"Estimated liquidation levels for {market.symbol} on {market.exchange.name} over "
+            f"{window}: heatmap, leverage map, clusters and the nearest long and short liquidity."
+        ),
+        "refresh_seconds": refresh_seconds(),
+    }
+    snapshot = market_snapshot_light(market=market, window=window)
+    if snapshot is None:
+        return PageView(context)
+    version = snapshot_version(snapshot)
+    view = PageView(
+        context,
+        etag=page_etag(request, version, window, side),
+        last_modified=snapshot.computed_at,
+        freshness=snapshot_freshness(snapshot=snapshot, step_ms=market.step_ms),
+        cacheable=True,
+    )
+    view.not_modified = not_modified(request, view)
+    if view.not_modified is not None:
+        return view
+    summary = charts.cached(
+        f"pair:{version}", lambda: charts.result_summary(snapshot_to_result(snapshot))
+    )
+    charts_query = urlencode({"window": window, "side": side, "v": version})
+    calibration = market_latest_calibration(market=market)
+    context.update(
+        snapshot=snapshot,
+        freshness=view.freshness,
+        clusters=side_clusters(snapshot.clusters, side),
+        proximity=snapshot.proximity,
+        summary=summary,
+        calibration=calibration,
+        calibration_tiers=calibration_tiers(calibration),
+        version=version,
+        charts_url=f"{reverse('maps:pair_charts', args=[market.exchange.slug, market.slug])}"
+        f"?{charts_query}",
+        proximity_url=proximity_url(market, window, version),
+        api_urls=api_urls(market, window),
+    )
+    return view
+
+
+def calibration_tiers(calibration) -> list[dict]:
+    """The fitted weight of each tier, labelled with the tier's leverage."""
+    if calibration is None:
+        return []
+    return [
+        {"leverage": prior[0], "weight": weight}
+        for prior, weight in zip(calibration.prior, calibration.weights, strict=False)
+    ]
+
+
+def side_clusters(clusters: list[dict], side: str) -> list[dict]:
+    return [c for c in clusters if side == "both" or c["side"] == side]
+
+
+def proximity_url(market: Market, window: str, version: str) -> str:
+    url = reverse("maps:pair_proximity", args=[market.exchange.slug, market.slug])
+    return f"{url}?{urlencode({'window': window, 'v': version})}"
+
+
+def api_urls(market: Market, window: str) -> dict:
+    args = [market.exchange.slug, market.slug]
+    return {
+        kind: f"{reverse(f'api:{kind}', args=args)}?window={window}"
+        for kind in ("heatmap", "map", "clusters", "proximity")
+    }
+
+
+def proximity_context(request: HttpRequest, *, market: Market, window: str, shown: str) -> dict:
+    """The widget: the snapshot's proximity, its age, and whether it is newer than the page's."""
+    snapshot = market_snapshot_light(market=market, window=window)
+    context = {"market": market, "window": window, "snapshot": snapshot}
+    if snapshot is None:
+        return context
+    version = snapshot_version(snapshot)
+    context.update(
+        proximity=snapshot.proximity,
+        freshness=snapshot_freshness(snapshot=snapshot, step_ms=market.step_ms),
+        proximity_url=proximity_url(market, window, shown or version),
+        newer=bool(shown) and shown != version,
+        refresh_seconds=refresh_seconds(),
+        reload_url=request.build_absolute_uri(
+            f"{market.get_absolute_url()}?{urlencode({'window': window})}"
+        ),
+    )
+    return context
+
+
+def snapshot_version(snapshot: MapSnapshot) -> str:
+    """Names one computation of one snapshot: its id and when it was computed."""
+    return f"{snapshot.pk}.{int(snapshot.computed_at.timestamp() * 1000)}"
+
+
+def page_etag(request: HttpRequest, version: str, *parts: str) -> str:
+    user = request.user.pk if request.user.is_authenticated else 0
+    shape = "partial" if is_partial(request) else "page"
+    text = "|".join([version, *parts, shape, str(user), str(charts.CHARTS_VERSION)])
+    return quote_etag(hashlib.blake2b(text.encode(), digest_size=12).hexdigest())
+
+
+def not_modified(request: HttpRequest, view: PageView) -> HttpResponse | None:
+    """A 304 when the client's copy is current (anonymous visitors only: a signed-in user's page
+    also shows their watchlist, which the validators do not cover)."""
+    if request.user.is_authenticated or is_partial(request):
+        return None
+    response = get_conditional_response(
+        request, etag=view.etag, last_modified=int(view.last_modified.timestamp())
+    )
+    if response is None:
+        return None
+    return page_cache_headers(request, response, view)
+
+
+def page_cache_headers(
+    request: HttpRequest, response: HttpResponse, view: PageView
+) -> HttpResponse:
+    """Anonymous visitors may keep a page until the next snapshot is expected; signed-in users'
+    pages are revalidated every time; htmx swaps are never stored, so a browser cannot answer a
+    later navigation to the same URL with a fragment."""
+    patch_vary_headers(response, ["HX-Request", "Cookie"])
+    if is_partial(request):
+        patch_cache_control(response, no_store=True)
+        return response
+    if not view.cacheable or request.user.is_authenticated:
+        return revalidate(response)
+    response.headers["ETag"] = view.etag
+    response.headers["Last-Modified"] = http_date(view.last_modified.timestamp())
+    patch_cache_control(response, private=True, max_age=view.freshness.max_age)
+    return response
+
+
+def chart_response(request: HttpRequest, payload: bytes, *, version: str) -> HttpResponse:
+    """Chart JSON. A URL naming the current version never changes, so it may be kept long."""
+    if request.GET.get("v") == version:
+        cache_control = {"public": True, "max_age": 31_536_000, "immutable": True}
+    else:
+        cache_control = {"public": True, "max_age": 60}
+    return compressed_response(request, payload, "application/json", cache_control)
+
+
+def compressed_response(
+    request: HttpRequest,
+    payload: bytes,
+    content_type: str,
+    cache_control: dict,
+    last_modified: datetime | None = None,
+) -> HttpResponse:
+    """A cached gzip body sent as is (inflated for the rare client without gzip), with an ETag
+    of its content and a 304 when the client has it."""
+    etag = quote_etag(hashlib.blake2b(payload, digest_size=12).hexdigest())
+    stamp = int(last_modified.timestamp()) if last_modified is not None else None
+    response = get_conditional_response(request, etag=etag, last_modified=stamp)
+    if response is None:
+        response = HttpResponse(content_type=content_type)
+        if "gzip" in request.headers.get("Accept-Encoding", ""):
+            response.content = payload
+            response.headers["Content-Encoding"] = "gzip"
+        else:
+            response.content = gzip.decompress(payload)
+    response.headers["ETag"] = etag
+    if stamp is not None:
+        response.headers["Last-Modified"] = http_date(stamp)
+    patch_cache_control(response, **cache_control)
+    patch_vary_headers(response, ["Accept-Encoding"])
+    return response
+
+
+def empty_charts_response() -> HttpResponse:
+    response = HttpResponse(status=404, content_type="application/json")
+    response.content = b'{"error": "no snapshot for this window yet"}'
+    return revalidate(response)
+
+
+def pair_charts_response(
+    request: HttpRequest, *, market: Market, window: str, side: str
+) -> HttpResponse:
+    snapshot = market_snapshot_light(market=market, window=window)
+    if snapshot is None:
+        return empty_charts_response()
+    version = snapshot_version(snapshot)
+
+    def build() -> bytes:
+        result = snapshot_to_result(snapshot)
+        price = price_line(market, result)
+        title = f"{market.symbol} · {market.exchange.name} · {window} · {SIDES[side].lower()}"
+        return charts.chart_json(result, price, side, title)
+
+    payload = charts.cached_chart_json(f"pair:{version}:{side}", build)
+    return chart_response(request, payload, version=version)
+
+
+def price_line(market: Market, result) -> charts.PriceLine:
+    """The market's closes over the heatmap's period, stamped at each step's end."""
+    if not len(result.heat_times):
+        return charts.PriceLine.empty()
+    start = int(result.heat_times[0])
+    times, closes = market_closes(
+        market=market, start_ms=start, end_ms=int(result.as_of) + result.step_ms
+    )
+    return charts.PriceLine(times + result.step_ms, closes)
+
+
+# The coin page: every tracked market of one coin on one grid.
+
+
+def coin_markets_or_404(*, base: str) -> list[Market]:
+    markets = markets_for_listing(base=base)
+    if not markets:
+        raise Http404(f"No coin {base.upper()!r} is tracked here")
+    return markets
+
+
+def coin_snapshots(*, base: str, window: str) -> list[MapSnapshot]:
+    return snapshots_for_listing(window=window, base=base)
+
+
+def coin_version(snapshots: list[MapSnapshot]) -> str:
+    return "-".join(snapshot_version(s) for s in snapshots)
+
+
+def reference_snapshot(snapshots: list[MapSnapshot]) -> MapSnapshot:
+    """The market the aggregate is anchored on: the latest as_of, the first on ties (as in
+    `engine.aggregate`)."""
+    return max(enumerate(snapshots), key=lambda pair: (pair[1].as_of, -pair[0]))[1]
+
+
+@dataclass(frozen=True)
+class CoinBundle:
+    last_close: float
+    clusters: list
+    proximity: dict
+    summary: charts.Summary
+    reference_market_id: int
+
+
+def coin_bundle(snapshots: list[MapSnapshot]) -> CoinBundle | None:
+    def build() -> CoinBundle | None:
+        result = coin_result(snapshots=with_arrays(snapshots))
+        if result is None:
+            return None
+        return CoinBundle(
+            last_close=result.last_close,
+            clusters=result.clusters,
+            proximity=result.proximity,
+            summary=charts.result_summary(result),
+            reference_market_id=reference_snapshot(snapshots).market_id,
+        )
+
+    return charts.cached(f"coin:{coin_version(snapshots)}", build)
+
+
+def with_arrays(snapshots: list[MapSnapshot]) -> list[MapSnapshot]:
+    """The same snapshots with their arrays loaded (one query)."""
+    full = MapSnapshot.objects.select_related("market").in_bulk([s.pk for s in snapshots])
+    return [full[s.pk] for s in snapshots]
+
+
+def coin_view(
+    request: HttpRequest, *, base: str, markets: list[Market], window: str, side: str
+) -> PageView:
+    coin = markets[0].base.upper()
+    path = reverse("maps:coin", args=[base])
+    query = urlencode({"window": window, "side": side})
+    rows = listing_rows(window=window, base=base)
+    context = {
+        "coin": coin,
+        "base": base,
+        "window": window,
+        "side": side,
+        "rows": rows,
+        "is_demo": any(m.is_demo for m in markets),
+        "window_links": window_links(path, window, {"side": side}),
+        "side_links": side_links(path, window, side),
+        "canonical_url": request.build_absolute_uri(f"{path}?{query}"),
+        "page_title": f"{coin} liquidation heatmap across exchanges ({window}) "
+        f"— {settings.SITE_NAME}",
+        "meta_description": (
+            f"Estimated {coin} liquidation levels summed across {len(markets)} exchange "
+            f"market{'s' if len(markets) != 1 else ''} over {window}: heatmap, map and clusters."
+        ),
+    }
+    snapshots = [r.snapshot for r in rows if r.snapshot is not None]
+    if not snapshots:
+        return PageView(context)
+    version = coin_version(snapshots)
+    reference = reference_snapshot(snapshots)
+    view = PageView(
+        context,
+        etag=page_etag(request, version, window, side),
+        last_modified=max(s.computed_at for s in snapshots),
+        freshness=snapshot_freshness(snapshot=reference, step_ms=reference.market.step_ms),
+        cacheable=True,
+    )
+    view.not_modified = not_modified(request, view)
+    if view.not_modified is not None:
+        return view
+    bundle = coin_bundle(snapshots)
+    if bundle is None:
+        return view
+    charts_query = urlencode({"window": window, "side": side, "v": version})
+    context.update(
+        bundle=bundle,
+        reference=reference,
+        freshness=view.freshness,
+        clusters=side_clusters(bundle.clusters, side),
+        proximity=bundle.proximity,
+        summary=bundle.summary,
+        charts_url=f"{reverse('maps:coin_charts', args=[base])}?{charts_query}",
+    )
+    return view
+
+
+def coin_charts_response(
+    request: HttpRequest, *, base: str, markets: list[Market], window: str, side: str
+) -> HttpResponse:
+    snapshots = coin_snapshots(base=base, window=window)
+    if not snapshots:
+        return empty_charts_response()
+    version = coin_version(snapshots)
+    coin = markets[0].base.upper()
+
+    def build() -> bytes:
+        full = with_arrays(snapshots)
+        result = coin_result(snapshots=full)
+        if result is None:
+            return b""
+        price = price_line(reference_snapshot(full).market, result)
+        title = f"{coin} · {len(full)} markets summed · {window} · {SIDES[side].lower()}"
+        return charts.chart_json(result, price, side, title)
+
+    payload = charts.cached_chart_json(f"coin:{version}:{side}", build)
+    if not payload:
+        return empty_charts_response()
+    return chart_response(request, payload, version=version)
+
+
+def doc_text(name: str) -> str:
+    """One of the project's documents (docs/<name>), as Markdown."""
+    try:
+        return (DOCS / name).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return f"# Missing\n\ndocs/{name} is missing from this installation."

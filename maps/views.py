@@ -1,0 +1,200 @@
+"""The pages: home, coins, coin, exchange and pair, their htmx fragments and their chart data.
+
+Views check the URL and query, call the page functions in `maps.pages`, and render. Pages carry
+their options in the query string (`?window=7d&side=both`), so every view can be linked to.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlencode
+
+from django.conf import settings
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import render
+from django.urls import reverse
+from django.views.decorators.http import require_safe
+
+from maps import pages
+from maps.models import Exchange
+from maps.pages import BadQuery
+
+
+@require_safe
+def home(request: HttpRequest) -> HttpResponse:
+    try:
+        window = pages.query_window(request)
+    except BadQuery as exc:
+        return bad_request(request, exc)
+    context = pages.listing_context(request, window=window)
+    context.update(
+        page_title=f"Crypto liquidation heatmaps and maps ({window}) — {settings.SITE_NAME}",
+        meta_description=(
+            "Estimated liquidation levels of crypto perpetual futures: nearest long and short "
+            "clusters per market, heatmaps, maps and an open model."
+        ),
+    )
+    return pages.revalidate(render(request, "maps/home.html", context))
+
+
+@require_safe
+def markets_table(request: HttpRequest) -> HttpResponse:
+    """The home (or exchange) markets table alone, for its 15-second htmx refresh."""
+    try:
+        window = pages.query_window(request)
+    except BadQuery as exc:
+        return bad_request(request, exc)
+    exchange = None
+    if slug := request.GET.get("exchange"):
+        exchange = Exchange.objects.filter(slug=slug.lower()).first()
+        if exchange is None:
+            raise Http404(f"No exchange {slug!r}")
+    context = pages.listing_context(request, window=window, exchange=exchange)
+    return pages.revalidate(render(request, "maps/_markets_table.html", context))
+
+
+@require_safe
+def exchange(request: HttpRequest, exchange: str) -> HttpResponse:
+    if exchange != exchange.lower():
+        return canonical_redirect(request, "maps:exchange", exchange.lower())
+    venue = Exchange.objects.filter(slug=exchange).first()
+    if venue is None:
+        raise Http404(f"No exchange {exchange!r} is tracked here")
+    try:
+        window = pages.query_window(request)
+    except BadQuery as exc:
+        return bad_request(request, exc)
+    context = pages.listing_context(request, window=window, exchange=venue)
+    context.update(
+        venue=venue,
+        page_title=f"{venue.name} liquidation heatmaps ({window}) — {settings.SITE_NAME}",
+        meta_description=(
+            f"Estimated liquidation levels for {venue.name} perpetual futures: nearest long and "
+            "short clusters, heatmaps and maps per market."
+        ),
+    )
+    return pages.revalidate(render(request, "maps/exchange.html", context))
+
+
+@require_safe
+def pair(request: HttpRequest, exchange: str, symbol: str) -> HttpResponse:
+    if exchange != exchange.lower() or symbol != symbol.lower():
+        return canonical_redirect(request, "maps:pair", exchange.lower(), symbol.lower())
+    market = pages.market_or_404(exchange=exchange, symbol=symbol)
+    try:
+        window, side = pages.query_window(request), pages.query_side(request)
+    except BadQuery as exc:
+        return bad_request(request, exc)
+    view = pages.pair_view(request, market=market, window=window, side=side)
+    if view.not_modified is not None:
+        return view.not_modified
+    template = "maps/_pair_swap.html" if pages.is_partial(request) else "maps/pair.html"
+    response = render(request, template, view.context)
+    return pages.page_cache_headers(request, response, view)
+
+
+@require_safe
+def pair_proximity(request: HttpRequest, exchange: str, symbol: str) -> HttpResponse:
+    """The proximity widget alone (the pair page polls it every 15 seconds)."""
+    market = pages.market_or_404(exchange=exchange.lower(), symbol=symbol.lower())
+    try:
+        window = pages.query_window(request)
+    except BadQuery as exc:
+        return bad_request(request, exc)
+    context = pages.proximity_context(
+        request, market=market, window=window, shown=request.GET.get("v", "")
+    )
+    return pages.revalidate(render(request, "maps/_proximity.html", context))
+
+
+@require_safe
+def pair_charts(request: HttpRequest, exchange: str, symbol: str) -> HttpResponse:
+    """The pair's charts as Bokeh embed JSON (gzip when the client takes it)."""
+    market = pages.market_or_404(exchange=exchange.lower(), symbol=symbol.lower())
+    try:
+        window, side = pages.query_window(request), pages.query_side(request)
+    except BadQuery as exc:
+        return bad_request(request, exc)
+    return pages.pair_charts_response(request, market=market, window=window, side=side)
+
+
+@require_safe
+def coins(request: HttpRequest) -> HttpResponse:
+    context = pages.coins_context()
+    context.update(
+        page_title=f"Coins — liquidation heatmaps across exchanges — {settings.SITE_NAME}",
+        meta_description="Every tracked coin, its liquidation map summed across exchanges.",
+    )
+    return pages.revalidate(render(request, "maps/coins.html", context))
+
+
+@require_safe
+def coin(request: HttpRequest, base: str) -> HttpResponse:
+    if base != base.lower():
+        return canonical_redirect(request, "maps:coin", base.lower())
+    snapshots_markets = pages.coin_markets_or_404(base=base)
+    try:
+        window, side = pages.query_window(request), pages.query_side(request)
+    except BadQuery as exc:
+        return bad_request(request, exc)
+    view = pages.coin_view(request, base=base, markets=snapshots_markets, window=window, side=side)
+    if view.not_modified is not None:
+        return view.not_modified
+    template = "maps/_coin_swap.html" if pages.is_partial(request) else "maps/coin.html"
+    response = render(request, template, view.context)
+    return pages.page_cache_headers(request, response, view)
+
+
+@require_safe
+def coin_charts(request: HttpRequest, base: str) -> HttpResponse:
+    markets = pages.coin_markets_or_404(base=base.lower())
+    try:
+        window, side = pages.query_window(request), pages.query_side(request)
+    except BadQuery as exc:
+        return bad_request(request, exc)
+    return pages.coin_charts_response(
+        request, base=base.lower(), markets=markets, window=window, side=side
+    )
+
+
+@require_safe
+def model(request: HttpRequest) -> HttpResponse:
+    context = {
+        "doc": pages.doc_text("model.md"),
+        "crumb": "Model",
+        "page_title": f"How the liquidation model works — {settings.SITE_NAME}",
+        "meta_description": "How liqsite estimates liquidation levels: inputs, parameters, "
+        "the state and one step, outputs, calibration.",
+    }
+    return render(request, "maps/doc.html", context)
+
+
+@require_safe
+def api_docs(request: HttpRequest) -> HttpResponse:
+    context = {
+        "doc": pages.doc_text("api.md"),
+        "crumb": "API",
+        "page_title": f"JSON and CSV API — {settings.SITE_NAME}",
+        "meta_description": "The liqsite API: markets, heatmaps, maps, clusters and proximity "
+        "as JSON or CSV, with the pages' numbers.",
+    }
+    return render(request, "maps/doc.html", context)
+
+
+def bad_request(request: HttpRequest, error: BadQuery) -> HttpResponse:
+    context = {
+        "message": str(error),
+        "allowed": [
+            {"value": value, "url": f"{request.path}?{urlencode({error.name: value})}"}
+            for value in error.allowed
+        ],
+        "page_title": f"Bad request — {settings.SITE_NAME}",
+    }
+    return pages.revalidate(render(request, "400.html", context, status=400))
+
+
+def canonical_redirect(request: HttpRequest, name: str, *args: str) -> HttpResponseRedirect:
+    """A permanent redirect to the lowercase URL, keeping the query string."""
+    url = reverse(name, args=args)
+    if query := request.META.get("QUERY_STRING"):
+        url = f"{url}?{query}"
+    return HttpResponseRedirect(url, status=301)

@@ -8,6 +8,7 @@ workers. `.env.example` lists every variable.
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -29,7 +30,9 @@ def envbool(name: str, default: bool) -> bool:
         return True
     if value in _FALSE:
         return False
-    raise ImproperlyConfigured(f"{name}={raw!r} is not a boolean: use 1/0, true/false, yes/no, on/off")
+    raise ImproperlyConfigured(
+        f"{name}={raw!r} is not a boolean: use 1/0, true/false, yes/no, on/off"
+    )
 
 
 def envint(name: str, default: int, *, minimum: int = 0) -> int:
@@ -271,6 +274,8 @@ STORAGES = {
     },
 }
 WHITENOISE_USE_FINDERS = DEBUG
+if DEBUG:  # static files come from the finders; STATIC_ROOT exists only after collectstatic
+    warnings.filterwarnings("ignore", message="No directory at: ", category=UserWarning)
 WHITENOISE_MAX_AGE = 3600
 
 # HTTPS-only when DEBUG is off; each switch can be turned off for plain HTTP behind a TLS proxy.

@@ -29,12 +29,35 @@ STEP_CHOICES = [
 ]
 
 
+# Names of the site's own sections: an exchange slug may never take one, or its pages would be
+# shadowed by (or shadow) admin/, api/, accounts/, watchlist/, healthz and the rest.
+RESERVED_SLUGS = ("accounts", "admin", "api", "coin", "healthz", "model", "static", "watchlist")
+
+
+def validate_lowercase_slug(value: str) -> None:
+    if value != value.lower():
+        raise ValidationError(f"Use lowercase: {value.lower()!r}, as it appears in URLs.")
+
+
+def validate_exchange_slug(value: str) -> None:
+    validate_lowercase_slug(value)
+    if value in RESERVED_SLUGS:
+        raise ValidationError(
+            f"{value!r} is the name of a section of the site; choose another URL name."
+        )
+
+
 def default_tiers() -> list[list[float]]:
     return [[tier.leverage, tier.weight] for tier in DEFAULT_TIERS]
 
 
 class Exchange(models.Model):
-    slug = models.SlugField(max_length=32, unique=True, help_text="URL name, e.g. binance")
+    slug = models.SlugField(
+        max_length=32,
+        unique=True,
+        validators=[validate_exchange_slug],
+        help_text="URL name, e.g. binance",
+    )
     name = models.CharField(max_length=64)
     ccxt_id = models.CharField(
         max_length=32, blank=True, help_text="ccxt exchange id, e.g. binanceusdm, bybit, okx"
@@ -67,7 +90,9 @@ class Market(models.Model):
 
     exchange = models.ForeignKey(Exchange, on_delete=models.CASCADE, related_name="markets")
     symbol = models.CharField(max_length=40, help_text="The exchange's own symbol, e.g. BTCUSDT")
-    slug = models.SlugField(max_length=40, help_text="URL name, e.g. btcusdt")
+    slug = models.SlugField(
+        max_length=40, validators=[validate_lowercase_slug], help_text="URL name, e.g. btcusdt"
+    )
     base = models.CharField(max_length=20, help_text="Base coin, e.g. BTC")
     quote = models.CharField(max_length=20, help_text="Quote currency, e.g. USDT")
     ccxt_symbol = models.CharField(max_length=60, blank=True, help_text="e.g. BTC/USDT:USDT")

@@ -84,7 +84,9 @@ def _jsonable_report(report: dict) -> dict:
 
 def snapshot_to_result(snapshot: MapSnapshot) -> Result:
     """The stored snapshot as an engine Result (for aggregation across exchanges)."""
-    arrays = {name: np.asarray(values, dtype=np.float64) for name, values in snapshot.arrays.items()}
+    arrays = {
+        name: np.asarray(values, dtype=np.float64) for name, values in snapshot.arrays.items()
+    }
     arrays["heat_times"] = snapshot.arrays["heat_times"]
     arrays["liq_times"] = snapshot.arrays["liq_times"]
     return Result(

@@ -6,14 +6,13 @@ from __future__ import annotations
 from django.urls import path, register_converter
 
 from maps import views
-
-RESERVED = ("accounts", "admin", "api", "coin", "healthz", "model", "static", "watchlist")
+from maps.models import RESERVED_SLUGS
 
 
 class ExchangeConverter:
     """An exchange slug in any case (the view redirects to lowercase), never a reserved name."""
 
-    regex = r"(?!(?:{})(?:/|$))[A-Za-z0-9][-A-Za-z0-9_]*".format("|".join(RESERVED))
+    regex = r"(?!(?:{})(?:/|$))[A-Za-z0-9][-A-Za-z0-9_]*".format("|".join(RESERVED_SLUGS))
 
     def to_python(self, value: str) -> str:
         return value

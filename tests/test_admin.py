@@ -224,6 +224,19 @@ def test_it_shows_the_model_parameters_and_their_validation(staff_client, market
     assert btc.tiers == [[10, 0.6], [25, 0.4]]
 
 
+@pytest.mark.parametrize(
+    ("slug", "message"),
+    [("admin", "is the name of a section of the site"), ("Kraken", "Use lowercase: 'kraken'")],
+)
+def test_it_refuses_an_exchange_url_name_the_site_cannot_serve(staff_client, slug, message) -> None:
+    add = reverse("admin:maps_exchange_add")
+    response = staff_client.post(add, {"slug": slug, "name": "Kraken", "ccxt_id": "kraken"})
+
+    assert response.status_code == 200
+    assert message in response.content.decode().replace("&#x27;", "'")
+    assert not Exchange.objects.filter(name="Kraken").exists()
+
+
 @pytest.mark.parametrize("model", [Bar, LiquidationEvent, MapSnapshot, Calibration])
 def test_it_keeps_stored_data_read_only(staff_client, markets, model) -> None:
     obj = model.objects.first()

@@ -40,10 +40,20 @@ CELERY = str(Path(sys.executable).with_name("celery"))
 END = 1736920800000  # 2025-01-15T06:00:00Z, the end of the last recorded step
 STEP = 300_000
 VISIBILITY_TIMEOUT = 4
-WORKER_ARGS = (
-    "-A liqsite worker -Q ingest,compute -c 1 --without-gossip --without-mingle "
-    "--without-heartbeat -l info"
-).split()
+WORKER_ARGS = [
+    "-A",
+    "liqsite",
+    "worker",
+    "-Q",
+    "ingest,compute",
+    "-c",
+    "1",
+    "--without-gossip",
+    "--without-mingle",
+    "--without-heartbeat",
+    "-l",
+    "info",
+]
 
 
 def wait_for(condition: Callable[[], object], timeout: float, what: str) -> object:

@@ -8,155 +8,331 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
-    dependencies = [
-    ]
+    dependencies = []
 
     operations = [
         migrations.CreateModel(
-            name='Exchange',
+            name="Exchange",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('slug', models.SlugField(help_text='URL name, e.g. binance', max_length=32, unique=True)),
-                ('name', models.CharField(max_length=64)),
-                ('ccxt_id', models.CharField(blank=True, help_text='ccxt exchange id, e.g. binanceusdm, bybit, okx', max_length=32)),
-                ('is_demo', models.BooleanField(default=False, help_text='Holds simulated demo data')),
-                ('created', models.DateTimeField(auto_now_add=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "slug",
+                    models.SlugField(
+                        help_text="URL name, e.g. binance", max_length=32, unique=True
+                    ),
+                ),
+                ("name", models.CharField(max_length=64)),
+                (
+                    "ccxt_id",
+                    models.CharField(
+                        blank=True,
+                        help_text="ccxt exchange id, e.g. binanceusdm, bybit, okx",
+                        max_length=32,
+                    ),
+                ),
+                (
+                    "is_demo",
+                    models.BooleanField(default=False, help_text="Holds simulated demo data"),
+                ),
+                ("created", models.DateTimeField(auto_now_add=True)),
             ],
             options={
-                'ordering': ['name'],
+                "ordering": ["name"],
             },
         ),
         migrations.CreateModel(
-            name='Market',
+            name="Market",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('symbol', models.CharField(help_text="The exchange's own symbol, e.g. BTCUSDT", max_length=40)),
-                ('slug', models.SlugField(help_text='URL name, e.g. btcusdt', max_length=40)),
-                ('base', models.CharField(help_text='Base coin, e.g. BTC', max_length=20)),
-                ('quote', models.CharField(help_text='Quote currency, e.g. USDT', max_length=20)),
-                ('ccxt_symbol', models.CharField(blank=True, help_text='e.g. BTC/USDT:USDT', max_length=60)),
-                ('contract_size', models.FloatField(default=1.0, help_text='Base units per contract (OKX swaps); 1 where sizes are in base units', validators=[django.core.validators.MinValueValidator(0.0)])),
-                ('tracked', models.BooleanField(db_index=True, default=True)),
-                ('is_demo', models.BooleanField(default=False, help_text='Holds simulated demo data')),
-                ('step_ms', models.PositiveIntegerField(choices=[(300000, '5 minutes'), (900000, '15 minutes'), (1800000, '30 minutes'), (3600000, '1 hour')], default=300000, verbose_name='step')),
-                ('tiers', models.JSONField(default=maps.models.default_tiers, help_text='[[leverage, weight], ...]')),
-                ('mmr', models.FloatField(default=0.004, verbose_name='maintenance margin rate')),
-                ('long_share', models.CharField(choices=[('taker', 'taker buy share of volume'), ('ratio', 'global long/short account ratio'), ('candle', 'candle direction'), ('even', 'even split')], default='taker', max_length=8)),
-                ('holding_hours', models.FloatField(blank=True, default=24.0, help_text='Mean holding time; empty means infinite', null=True)),
-                ('bin_bps', models.FloatField(default=10.0, verbose_name='bin width (bps)')),
-                ('last_bar_at', models.DateTimeField(blank=True, null=True)),
-                ('last_ingest_at', models.DateTimeField(blank=True, null=True)),
-                ('last_error', models.TextField(blank=True)),
-                ('last_error_at', models.DateTimeField(blank=True, null=True)),
-                ('created', models.DateTimeField(auto_now_add=True)),
-                ('exchange', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='markets', to='maps.exchange')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "symbol",
+                    models.CharField(
+                        help_text="The exchange's own symbol, e.g. BTCUSDT", max_length=40
+                    ),
+                ),
+                ("slug", models.SlugField(help_text="URL name, e.g. btcusdt", max_length=40)),
+                ("base", models.CharField(help_text="Base coin, e.g. BTC", max_length=20)),
+                ("quote", models.CharField(help_text="Quote currency, e.g. USDT", max_length=20)),
+                (
+                    "ccxt_symbol",
+                    models.CharField(blank=True, help_text="e.g. BTC/USDT:USDT", max_length=60),
+                ),
+                (
+                    "contract_size",
+                    models.FloatField(
+                        default=1.0,
+                        help_text="Base units per contract (OKX swaps); 1 where sizes are in base units",
+                        validators=[django.core.validators.MinValueValidator(0.0)],
+                    ),
+                ),
+                ("tracked", models.BooleanField(db_index=True, default=True)),
+                (
+                    "is_demo",
+                    models.BooleanField(default=False, help_text="Holds simulated demo data"),
+                ),
+                (
+                    "step_ms",
+                    models.PositiveIntegerField(
+                        choices=[
+                            (300000, "5 minutes"),
+                            (900000, "15 minutes"),
+                            (1800000, "30 minutes"),
+                            (3600000, "1 hour"),
+                        ],
+                        default=300000,
+                        verbose_name="step",
+                    ),
+                ),
+                (
+                    "tiers",
+                    models.JSONField(
+                        default=maps.models.default_tiers, help_text="[[leverage, weight], ...]"
+                    ),
+                ),
+                ("mmr", models.FloatField(default=0.004, verbose_name="maintenance margin rate")),
+                (
+                    "long_share",
+                    models.CharField(
+                        choices=[
+                            ("taker", "taker buy share of volume"),
+                            ("ratio", "global long/short account ratio"),
+                            ("candle", "candle direction"),
+                            ("even", "even split"),
+                        ],
+                        default="taker",
+                        max_length=8,
+                    ),
+                ),
+                (
+                    "holding_hours",
+                    models.FloatField(
+                        blank=True,
+                        default=24.0,
+                        help_text="Mean holding time; empty means infinite",
+                        null=True,
+                    ),
+                ),
+                ("bin_bps", models.FloatField(default=10.0, verbose_name="bin width (bps)")),
+                ("last_bar_at", models.DateTimeField(blank=True, null=True)),
+                ("last_ingest_at", models.DateTimeField(blank=True, null=True)),
+                ("last_error", models.TextField(blank=True)),
+                ("last_error_at", models.DateTimeField(blank=True, null=True)),
+                ("created", models.DateTimeField(auto_now_add=True)),
+                (
+                    "exchange",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="markets",
+                        to="maps.exchange",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['exchange__name', 'symbol'],
+                "ordering": ["exchange__name", "symbol"],
             },
         ),
         migrations.CreateModel(
-            name='MapSnapshot',
+            name="MapSnapshot",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('window', models.CharField(choices=[('12h', '12h'), ('24h', '24h'), ('3d', '3d'), ('7d', '7d'), ('30d', '30d'), ('90d', '90d')], max_length=4)),
-                ('as_of', models.DateTimeField(help_text='Open time of the last modelled step')),
-                ('computed_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('engine_version', models.CharField(max_length=20)),
-                ('params', models.JSONField()),
-                ('last_close', models.FloatField()),
-                ('bin_start', models.FloatField(help_text='Lowest bin edge')),
-                ('bin_width', models.FloatField()),
-                ('bin_count', models.PositiveIntegerField()),
-                ('data', models.BinaryField(help_text='npz: heatmap, map per tier, cumulative, liquidations')),
-                ('clusters', models.JSONField(default=list)),
-                ('proximity', models.JSONField(default=dict)),
-                ('report', models.JSONField(default=dict)),
-                ('market', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='snapshots', to='maps.market')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "window",
+                    models.CharField(
+                        choices=[
+                            ("12h", "12h"),
+                            ("24h", "24h"),
+                            ("3d", "3d"),
+                            ("7d", "7d"),
+                            ("30d", "30d"),
+                            ("90d", "90d"),
+                        ],
+                        max_length=4,
+                    ),
+                ),
+                ("as_of", models.DateTimeField(help_text="Open time of the last modelled step")),
+                ("computed_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("engine_version", models.CharField(max_length=20)),
+                ("params", models.JSONField()),
+                ("last_close", models.FloatField()),
+                ("bin_start", models.FloatField(help_text="Lowest bin edge")),
+                ("bin_width", models.FloatField()),
+                ("bin_count", models.PositiveIntegerField()),
+                (
+                    "data",
+                    models.BinaryField(
+                        help_text="npz: heatmap, map per tier, cumulative, liquidations"
+                    ),
+                ),
+                ("clusters", models.JSONField(default=list)),
+                ("proximity", models.JSONField(default=dict)),
+                ("report", models.JSONField(default=dict)),
+                (
+                    "market",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="snapshots",
+                        to="maps.market",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['market', 'window'],
+                "ordering": ["market", "window"],
             },
         ),
         migrations.CreateModel(
-            name='LiquidationEvent',
+            name="LiquidationEvent",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('time', models.DateTimeField(help_text='Trade time, UTC')),
-                ('side', models.CharField(choices=[('long', 'long'), ('short', 'short')], help_text='Side of the position liquidated', max_length=5)),
-                ('price', models.FloatField(help_text='Average fill price')),
-                ('quantity', models.FloatField(help_text='Base units')),
-                ('notional_usd', models.FloatField()),
-                ('source', models.CharField(help_text='binance-vision, stream, rest or demo', max_length=20)),
-                ('market', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='events', to='maps.market')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("time", models.DateTimeField(help_text="Trade time, UTC")),
+                (
+                    "side",
+                    models.CharField(
+                        choices=[("long", "long"), ("short", "short")],
+                        help_text="Side of the position liquidated",
+                        max_length=5,
+                    ),
+                ),
+                ("price", models.FloatField(help_text="Average fill price")),
+                ("quantity", models.FloatField(help_text="Base units")),
+                ("notional_usd", models.FloatField()),
+                (
+                    "source",
+                    models.CharField(
+                        help_text="binance-vision, stream, rest or demo", max_length=20
+                    ),
+                ),
+                (
+                    "market",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="events",
+                        to="maps.market",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['market', 'time'],
+                "ordering": ["market", "time"],
             },
         ),
         migrations.CreateModel(
-            name='Calibration',
+            name="Calibration",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('computed_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('period_start', models.DateTimeField()),
-                ('period_end', models.DateTimeField()),
-                ('engine_version', models.CharField(max_length=20)),
-                ('prior', models.JSONField(help_text='[[leverage, weight], ...] the fit started from')),
-                ('weights', models.JSONField(help_text='Fitted weights, one per tier')),
-                ('scale', models.FloatField()),
-                ('corr_long', models.FloatField(null=True)),
-                ('corr_short', models.FloatField(null=True)),
-                ('hit_rate', models.FloatField(null=True)),
-                ('coverage', models.FloatField(null=True)),
-                ('events_used', models.PositiveIntegerField()),
-                ('market', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='calibrations', to='maps.market')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("computed_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("period_start", models.DateTimeField()),
+                ("period_end", models.DateTimeField()),
+                ("engine_version", models.CharField(max_length=20)),
+                (
+                    "prior",
+                    models.JSONField(help_text="[[leverage, weight], ...] the fit started from"),
+                ),
+                ("weights", models.JSONField(help_text="Fitted weights, one per tier")),
+                ("scale", models.FloatField()),
+                ("corr_long", models.FloatField(null=True)),
+                ("corr_short", models.FloatField(null=True)),
+                ("hit_rate", models.FloatField(null=True)),
+                ("coverage", models.FloatField(null=True)),
+                ("events_used", models.PositiveIntegerField()),
+                (
+                    "market",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="calibrations",
+                        to="maps.market",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['market', '-computed_at'],
-                'get_latest_by': 'computed_at',
+                "ordering": ["market", "-computed_at"],
+                "get_latest_by": "computed_at",
             },
         ),
         migrations.CreateModel(
-            name='Bar',
+            name="Bar",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('time', models.DateTimeField(help_text='Step open time, UTC')),
-                ('open', models.FloatField()),
-                ('high', models.FloatField()),
-                ('low', models.FloatField()),
-                ('close', models.FloatField()),
-                ('volume', models.FloatField()),
-                ('taker_buy_volume', models.FloatField()),
-                ('open_interest', models.FloatField()),
-                ('long_short_ratio', models.FloatField(blank=True, null=True)),
-                ('market', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='bars', to='maps.market')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("time", models.DateTimeField(help_text="Step open time, UTC")),
+                ("open", models.FloatField()),
+                ("high", models.FloatField()),
+                ("low", models.FloatField()),
+                ("close", models.FloatField()),
+                ("volume", models.FloatField()),
+                ("taker_buy_volume", models.FloatField()),
+                ("open_interest", models.FloatField()),
+                ("long_short_ratio", models.FloatField(blank=True, null=True)),
+                (
+                    "market",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="bars",
+                        to="maps.market",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['market', 'time'],
+                "ordering": ["market", "time"],
             },
         ),
         migrations.AddConstraint(
-            model_name='market',
-            constraint=models.UniqueConstraint(fields=('exchange', 'slug'), name='market_unique_slug'),
+            model_name="market",
+            constraint=models.UniqueConstraint(
+                fields=("exchange", "slug"), name="market_unique_slug"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='market',
-            constraint=models.UniqueConstraint(fields=('exchange', 'symbol'), name='market_unique_symbol'),
+            model_name="market",
+            constraint=models.UniqueConstraint(
+                fields=("exchange", "symbol"), name="market_unique_symbol"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='mapsnapshot',
-            constraint=models.UniqueConstraint(fields=('market', 'window'), name='snapshot_unique_window'),
+            model_name="mapsnapshot",
+            constraint=models.UniqueConstraint(
+                fields=("market", "window"), name="snapshot_unique_window"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='liquidationevent',
-            constraint=models.UniqueConstraint(fields=('market', 'time', 'side', 'price', 'quantity'), name='event_unique_order'),
+            model_name="liquidationevent",
+            constraint=models.UniqueConstraint(
+                fields=("market", "time", "side", "price", "quantity"), name="event_unique_order"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='bar',
-            constraint=models.UniqueConstraint(fields=('market', 'time'), name='bar_unique_market_time'),
+            model_name="bar",
+            constraint=models.UniqueConstraint(
+                fields=("market", "time"), name="bar_unique_market_time"
+            ),
         ),
     ]

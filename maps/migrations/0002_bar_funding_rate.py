@@ -4,15 +4,16 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('maps', '0001_initial'),
+        ("maps", "0001_initial"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='bar',
-            name='funding_rate',
-            field=models.FloatField(blank=True, help_text="Last funding rate settled by the step's end", null=True),
+            model_name="bar",
+            name="funding_rate",
+            field=models.FloatField(
+                blank=True, help_text="Last funding rate settled by the step's end", null=True
+            ),
         ),
     ]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import io
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
@@ -193,7 +193,8 @@ def test_it_computes_a_snapshot_for_every_window_of_every_market(demo) -> None:
 
 
 @pytest.mark.django_db
-def test_it_does_nothing_with_if_empty_when_a_market_exists(demo) -> None:
+def test_it_does_nothing_with_if_empty_when_a_market_exists(demo, monkeypatch) -> None:
+    monkeypatch.setattr(timezone, "now", lambda: END_TIME + timedelta(hours=3))
     before = Bar.objects.count(), LiquidationEvent.objects.count()
 
     output = seed("--if-empty", "--days", "1")
@@ -229,6 +230,38 @@ def test_it_seeds_when_empty_and_ends_at_the_last_whole_step(empty, monkeypatch)
     last = datetime(2024, 6, 3, 9, 10, tzinfo=UTC)  # the step [09:10, 09:15) is the last whole one
     assert set(Market.objects.values_list("last_bar_at", flat=True)) == {last}
     assert Bar.objects.filter(time=last).count() == 9
+
+
+def test_it_seeds_stale_demo_data_again_up_to_now_with_if_empty(empty, monkeypatch) -> None:
+    seed("--days", "1", "--end", END, "--no-compute")
+    later = datetime(2024, 5, 4, 8, 2, tzinfo=UTC)
+    monkeypatch.setattr(timezone, "now", lambda: later)
+
+    output = seed("--if-empty", "--days", "1", "--no-compute")
+
+    assert "The demo data ended over a day ago: seeding it again up to now." in output
+    last = datetime(2024, 5, 4, 7, 55, tzinfo=UTC)
+    assert set(Market.objects.values_list("last_bar_at", flat=True)) == {last}
+    assert not Bar.objects.filter(time__lte=END_TIME).exists()
+
+
+def test_it_never_reseeds_beside_real_markets(empty, market_factory, bar_factory, monkeypatch):
+    seed("--days", "1", "--end", END, "--no-compute")
+    real = market_factory("XRPUSDT")
+    bar_factory(real, END_TIME)
+    monkeypatch.setattr(timezone, "now", lambda: datetime(2024, 5, 9, tzinfo=UTC))
+    before = Bar.objects.count()
+
+    output = seed("--if-empty", "--days", "1", "--no-compute")
+
+    assert "Markets exist already: no demo data seeded." in output
+    assert Bar.objects.count() == before
+
+
+def test_it_reads_an_end_time_without_a_zone_as_utc(empty) -> None:
+    seed("--days", "1", "--end", "2024-05-01T12:00:00", "--no-compute")
+
+    assert set(Market.objects.values_list("last_bar_at", flat=True)) == {END_TIME}
 
 
 def test_it_leaves_real_markets_untouched(empty, market_factory, bar_factory) -> None:

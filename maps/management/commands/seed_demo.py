@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import time
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db.models import Max
 from django.utils import timezone
 
 from maps.demo import COINS, STEP_MS, VENUES, demo_end_ms, demo_seed
 from maps.engine.types import EngineError, iso_utc
-from maps.models import Market
+from maps.models import Bar, Market
 from maps.services import market_snapshots_compute
 
 DEFAULT_SEED = 20240501
@@ -26,7 +27,10 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
-            "--if-empty", action="store_true", help="do nothing when any market exists"
+            "--if-empty",
+            action="store_true",
+            help="do nothing when any market exists, unless all are demo markets whose data "
+            "ended over a day ago: then seed them again up to now",
         )
         parser.add_argument("--days", type=int, default=30, help="days of history [30]")
         parser.add_argument(
@@ -42,8 +46,10 @@ class Command(BaseCommand):
     def handle(self, *args, **options) -> None:
         self.verbosity = options["verbosity"]
         if options["if_empty"] and Market.objects.exists():
-            self.stdout.write("Markets exist already: no demo data seeded.")
-            return
+            if not self._demo_is_stale():
+                self.stdout.write("Markets exist already: no demo data seeded.")
+                return
+            self.stdout.write("The demo data ended over a day ago: seeding it again up to now.")
         days = options["days"]
         if not 1 <= days <= 120:
             raise CommandError(f"--days must lie between 1 and 120, not {days}")
@@ -62,6 +68,13 @@ class Command(BaseCommand):
         if not options["no_compute"]:
             self._compute(summary.markets)
 
+    def _demo_is_stale(self) -> bool:
+        """Only demo markets exist, and their newest bar is more than a day old."""
+        if Market.objects.filter(is_demo=False).exists():
+            return False
+        last = Bar.objects.aggregate(last=Max("time"))["last"]
+        return last is None or timezone.now() - last > timedelta(days=1)
+
     def _end_ms(self, text: str | None) -> int:
         if not text:
             return demo_end_ms(int(timezone.now().timestamp() * 1000))
@@ -70,7 +83,7 @@ class Command(BaseCommand):
         except ValueError:
             raise CommandError(f"--end {text!r} is not an ISO 8601 time") from None
         if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=timezone.UTC)
+            moment = moment.replace(tzinfo=UTC)
         ms = int(moment.timestamp() * 1000)
         if ms % STEP_MS:
             raise CommandError(f"--end {text!r} is not on a whole 5-minute step")

@@ -107,7 +107,10 @@ def snapshot_factory(db):
         as_of: datetime | None = None,
         window: str = "7d",
     ):
-        as_of = as_of or datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+        if as_of is None:  # the last whole step before now: fresh data, whenever the tests run
+            now_ms = int(datetime.now(tz=UTC).timestamp() * 1000)
+            as_of_ms = now_ms - now_ms % market.step_ms - market.step_ms
+            as_of = datetime.fromtimestamp(as_of_ms / 1000, tz=UTC)
         total = sum(c[3] for c in clusters) or 1.0
         made = [
             {

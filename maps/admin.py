@@ -14,7 +14,16 @@ from django.utils.html import format_html
 from django.utils.timesince import timesince
 
 from maps import tasks
-from maps.models import Bar, Calibration, Exchange, LiquidationEvent, MapSnapshot, Market
+from maps.models import (
+    BAR_VALUE_FIELDS,
+    Bar,
+    Calibration,
+    Exchange,
+    LiquidationEvent,
+    MapSnapshot,
+    Market,
+)
+from maps.services import exchange_demo_refresh, market_demo_clear
 
 DEMO_BADGE = (
     '<span style="background:#b45309;color:#fff;border-radius:3px;padding:1px 5px;'
@@ -113,7 +122,17 @@ class MarketAdmin(admin.ModelAdmin):
     actions = ["track", "untrack", "recompute_now", "backfill_now"]
     fieldsets = [
         (None, {"fields": ["exchange", "symbol", "slug", "base", "quote", "ccxt_symbol"]}),
-        ("Tracking", {"fields": ["tracked", "is_demo", "step_ms", "contract_size"]}),
+        (
+            "Tracking",
+            {
+                "fields": ["tracked", "is_demo", "step_ms", "contract_size"],
+                "description": (
+                    "A demo market is never fetched from its exchange. Unticking 'is demo' "
+                    "deletes its simulated bars, events and maps, so that a backfill fills it "
+                    "with real data."
+                ),
+            },
+        ),
         (
             "Model parameters",
             {
@@ -122,7 +141,9 @@ class MarketAdmin(admin.ModelAdmin):
                     "The liquidation model's parameters (docs/model.md): tiers as "
                     "[[leverage, weight], ...] with weights summing to 1 and leverage x "
                     "maintenance margin rate below 1. Snapshots are recomputed with them on the "
-                    "next refresh."
+                    "next refresh. Bybit publishes no taker volume: its bars hold half the volume "
+                    "as a placeholder and its markets are switched to the 'ratio' long share on "
+                    "ingestion (docs/deploy.md, 'What each exchange publishes')."
                 ),
             },
         ),
@@ -186,34 +207,36 @@ class MarketAdmin(admin.ModelAdmin):
 
     @admin.action(description="Backfill the history now", permissions=["change"])
     def backfill_now(self, request: HttpRequest, queryset: QuerySet) -> None:
-        backfill = getattr(tasks, "market_backfill", None)
-        if backfill is None:
+        ids = list(queryset.filter(is_demo=False).values_list("pk", flat=True))
+        for market_id in ids:
+            transaction.on_commit(lambda pk=market_id: tasks.market_backfill.delay(pk))
+        demo = queryset.filter(is_demo=True).count()
+        if demo:
             self.message_user(
                 request,
-                "Backfill is not available: this installation has no market_backfill task.",
-                messages.ERROR,
+                f"{demo} demo market(s) left out: simulated data is never fetched from an "
+                "exchange.",
+                messages.WARNING,
             )
-            return
-        ids = list(queryset.values_list("pk", flat=True))
-        for market_id in ids:
-            transaction.on_commit(lambda pk=market_id: backfill.delay(pk))
         self.message_user(request, f"Backfill queued for {len(ids)} market(s).", messages.SUCCESS)
+
+    def save_model(self, request: HttpRequest, obj: Market, form, change: bool) -> None:
+        """A demo market made real loses its simulated rows (real ones must not mix with them);
+        the exchange is demo only while all its markets are."""
+        super().save_model(request, obj, form, change)
+        if change and "is_demo" in form.changed_data and not obj.is_demo:
+            market_demo_clear(market=obj)
+            self.message_user(
+                request,
+                f"{obj}: its simulated data was deleted; backfill it to fetch real data.",
+                messages.WARNING,
+            )
+        exchange_demo_refresh(exchange=obj.exchange)
 
 
 @admin.register(Bar)
 class BarAdmin(ReadOnlyAdmin):
-    list_display = [
-        "time",
-        "market",
-        "open",
-        "high",
-        "low",
-        "close",
-        "volume",
-        "taker_buy_volume",
-        "open_interest",
-        "long_short_ratio",
-    ]
+    list_display = ["time", "market", *BAR_VALUE_FIELDS]
     list_filter = ["market__exchange", "market"]
     list_select_related = ["market__exchange"]
     date_hierarchy = "time"

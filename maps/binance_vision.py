@@ -10,7 +10,6 @@ partner can come any more (files are taken in time order: the wait is short, mem
 
 from __future__ import annotations
 
-import csv
 import math
 import os
 import re
@@ -33,9 +32,11 @@ from maps.engine.inputs import (
     read_force_orders,
     read_klines,
     read_metrics,
+    symbol_from_name,
 )
 from maps.engine.types import EngineError
-from maps.models import Bar, Exchange, LiquidationEvent, Market
+from maps.models import BAR_VALUE_FIELDS, Bar, Exchange, LiquidationEvent, Market
+from maps.services import exchange_demo_refresh
 
 BATCH_SIZE = 2000
 SOURCE = "binance-vision"
@@ -47,16 +48,7 @@ EXCHANGES = {
     "okx": ("OKX", "okx"),
 }
 KIND_ORDER = {"klines": 0, "metrics": 1, "liquidations": 2}
-BAR_UPDATE_FIELDS = [
-    "open",
-    "high",
-    "low",
-    "close",
-    "volume",
-    "taker_buy_volume",
-    "open_interest",
-    "long_short_ratio",
-]
+BAR_UPDATE_FIELDS = list(BAR_VALUE_FIELDS)
 
 
 class ImportFailed(Exception):
@@ -96,7 +88,7 @@ def market_for_symbol(*, exchange_slug: str, symbol: str) -> tuple[Market, bool]
     )
     base, quote = split_symbol(symbol)
     ccxt_symbol = f"{base}/{quote}:{quote}" if quote else ""
-    return Market.objects.select_related("exchange").get_or_create(
+    market, created = Market.objects.select_related("exchange").get_or_create(
         exchange=exchange,
         symbol=symbol,
         defaults={
@@ -106,18 +98,9 @@ def market_for_symbol(*, exchange_slug: str, symbol: str) -> tuple[Market, bool]
             "ccxt_symbol": ccxt_symbol,
         },
     )
-
-
-def market_demo_clear(*, market: Market) -> None:
-    """Drop a demo market's simulated rows so real data can take its place."""
-    with transaction.atomic():
-        market.bars.all().delete()
-        market.events.all().delete()
-        market.snapshots.all().delete()
-        market.calibrations.all().delete()
-        market.is_demo = False
-        market.last_bar_at = None
-        market.save(update_fields=["is_demo", "last_bar_at"])
+    if created:
+        exchange_demo_refresh(exchange=exchange)
+    return market, created
 
 
 def collect_files(paths: Iterable[str | os.PathLike]) -> list[Path]:
@@ -137,18 +120,22 @@ def collect_files(paths: Iterable[str | os.PathLike]) -> list[Path]:
     return list(found)
 
 
-def plan_files(files: Iterable[Path]) -> list[tuple[Path, str, float]]:
+def plan_files(files: Iterable[Path], *, symbol: str) -> list[tuple[Path, str, float]]:
     """(path, kind, first row's time) in time order, klines before metrics on ties.
 
-    A file whose kind or first row cannot be read comes first (kind 'unknown'), so a broken input
-    fails the import before anything is written.
+    A file whose name gives another symbol than `symbol` (BTCUSDT-1m-2024-03-01.zip) is refused
+    before anything is written. A file whose kind or first row cannot be read comes first (kind
+    'unknown'), so a broken input fails the import before anything is written too.
     """
     keyed = []
     for path in files:
+        named = symbol_from_name(path)
+        if named and named != symbol:
+            raise ImportFailed(f"{path}: the file is named for {named}, not {symbol}")
         try:
             kind = detect_kind(path)
             first = _first_time(path, kind)
-        except (EngineError, OSError, UnicodeDecodeError, csv.Error):
+        except (EngineError, OSError):
             kind, first = "unknown", -math.inf
         keyed.append((first, KIND_ORDER.get(kind, -1), str(path), kind))
     keyed.sort()
@@ -199,8 +186,8 @@ class MarketImport:
                 self._import_bars(path, kind)
         except EngineError as exc:
             raise ImportFailed(_located(str(exc), path)) from None
-        except (OSError, UnicodeDecodeError, csv.Error) as exc:
-            raise ImportFailed(f"{path}: unreadable: {exc}") from None
+        except OSError as exc:
+            raise ImportFailed(f"{path}: unreadable: {exc.strerror or exc}") from None
         self.summary.files[kind] += 1
 
     def finish(self) -> ImportSummary:

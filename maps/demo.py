@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 import numpy as np
 from django.db import connection, transaction
 
-from maps.models import Bar, Exchange, LiquidationEvent, Market
+from maps.models import BAR_VALUE_FIELDS, Bar, Exchange, LiquidationEvent, Market
 
 STEP_MS = 300_000
 DAY_MS = 86_400_000
@@ -469,14 +469,4 @@ def _insert(model: type, columns: list[str], rows: list[tuple], batch: int = 500
             cursor.executemany(sql, rows[start : start + batch])
 
 
-DEMO_BAR_FIELDS = (
-    "open",
-    "high",
-    "low",
-    "close",
-    "volume",
-    "taker_buy_volume",
-    "open_interest",
-    "long_short_ratio",
-    "funding_rate",
-)
+DEMO_BAR_FIELDS = (*BAR_VALUE_FIELDS, "funding_rate")

@@ -19,7 +19,7 @@ from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 
-from maps.models import Market
+from maps.selectors import markets_ingestible
 
 STALE_LISTED = 20
 
@@ -52,9 +52,7 @@ def freshness_check(now: datetime) -> dict:
     limit = settings.LIQSITE_STALE_AFTER_SECONDS
     try:
         markets = list(
-            Market.objects.tracked()
-            .filter(is_demo=False, exchange__is_demo=False)
-            .exclude(exchange__ccxt_id="")
+            markets_ingestible()
             .values_list("exchange__slug", "symbol", "last_bar_at", "step_ms")
             .order_by("exchange__slug", "symbol")
         )

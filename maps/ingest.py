@@ -38,24 +38,14 @@ from maps.connectors import (
 )
 from maps.connectors.base import DAY_MS, MINUTE_MS
 from maps.engine.types import iso_utc
-from maps.models import Bar, Market
+from maps.models import BAR_VALUE_FIELDS, Bar, Market
 
 log = logging.getLogger(__name__)
 
 GAPS_PER_RUN = 3
 GAP_RETRY_SECONDS = 6 * 3600
 FUNDING_LOOKBACK_MS = DAY_MS
-BAR_FIELDS = [
-    "open",
-    "high",
-    "low",
-    "close",
-    "volume",
-    "taker_buy_volume",
-    "open_interest",
-    "long_short_ratio",
-    "funding_rate",
-]
+BAR_FIELDS = [*BAR_VALUE_FIELDS, "funding_rate"]
 
 
 @dataclass
@@ -323,10 +313,37 @@ def _optional(report: IngestReport, what: str, fetch, *args) -> list:
         return []
 
 
+def _ingest_day(
+    market: Market,
+    connector: Connector,
+    symbol: str,
+    span: tuple[int, int],
+    funding: list[Point],
+    report: IngestReport,
+) -> None:
+    """Fetch the steps opening in span (at most a UTC day) and upsert their bars at once."""
+    start, end = span
+    step = market.step_ms
+    series = fetch_series(
+        connector=connector, symbol=symbol, start=start, end=end, step_ms=step, report=report
+    )
+    series.funding = funding
+    bars, skipped = steps_to_bars(
+        start=start, end=end, step_ms=step, series=series, long_share=market.long_share
+    )
+    with transaction.atomic():
+        report.written += bars_upsert(market=market, bars=bars)
+    report.skipped += skipped
+
+
 def market_ingest(
     *, market: Market, backfill: bool = False, connector: Connector | None = None
 ) -> IngestReport:
-    """Fetch and store the market's missing bars (all the exchange keeps when `backfill`)."""
+    """Fetch and store the market's missing bars (all the exchange keeps when `backfill`).
+
+    A demo market is refused: real bars must never mix into simulated ones."""
+    if market.is_demo:
+        raise ConnectorError(f"{market} holds demo data: it is never ingested from an exchange")
     if not market.exchange.ccxt_id:
         raise ConnectorError(f"{market.exchange} has no ccxt id: nothing to ingest from")
     connector = connector or connector_for(market.exchange.ccxt_id)
@@ -339,21 +356,7 @@ def market_ingest(
         funding = _optional(report, "funding", connector.funding, symbol, since, plan.end + 1)
     for start, stop in plan.ranges:
         for a, b in day_chunks(start, stop):
-            series = fetch_series(
-                connector=connector,
-                symbol=symbol,
-                start=a,
-                end=b,
-                step_ms=market.step_ms,
-                report=report,
-            )
-            series.funding = funding
-            bars, skipped = steps_to_bars(
-                start=a, end=b, step_ms=market.step_ms, series=series, long_share=market.long_share
-            )
-            with transaction.atomic():
-                report.written += bars_upsert(market=market, bars=bars)
-            report.skipped += skipped
+            _ingest_day(market, connector, symbol, (a, b), funding, report)
         if (start, stop) in plan.gaps:
             cache.set(gap_key(market.pk, (start, stop)), 1, GAP_RETRY_SECONDS)
     last = market.bars.aggregate(last=Max("time"))["last"]

@@ -10,7 +10,7 @@ from django.db import models
 from django.urls import reverse
 from django.utils import timezone
 
-from maps.engine.types import DEFAULT_TIERS, EngineError, Params, Tier
+from maps.engine.types import BAR_FLOAT_FIELDS, DEFAULT_TIERS, EngineError, Params, Tier
 
 WINDOWS = {
     "12h": 12 * 3_600_000,
@@ -21,6 +21,8 @@ WINDOWS = {
     "90d": 90 * 86_400_000,
 }
 WINDOW_CHOICES = [(key, key) for key in WINDOWS]
+# A bar's values, in the engine's order (maps.engine.Bars); funding_rate is stored beside them.
+BAR_VALUE_FIELDS = (*BAR_FLOAT_FIELDS, "long_short_ratio")
 STEP_CHOICES = [
     (300_000, "5 minutes"),
     (900_000, "15 minutes"),

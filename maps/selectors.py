@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -11,19 +12,19 @@ from django.db import connection, models
 from django.utils import timezone
 from psycopg import sql
 
+from maps.connectors import CONNECTORS
 from maps.engine.types import Bars, Events
-from maps.models import Bar, Calibration, Exchange, LiquidationEvent, MapSnapshot, Market
+from maps.models import (
+    BAR_VALUE_FIELDS,
+    Bar,
+    Calibration,
+    Exchange,
+    LiquidationEvent,
+    MapSnapshot,
+    Market,
+)
 
-_BAR_FIELDS = [
-    "open",
-    "high",
-    "low",
-    "close",
-    "volume",
-    "taker_buy_volume",
-    "open_interest",
-    "long_short_ratio",
-]
+_BAR_FIELDS = list(BAR_VALUE_FIELDS)
 _PG_EPOCH_MS = 946_684_800_000  # 2000-01-01T00:00:00Z, the origin of PostgreSQL's binary timestamps
 _COPY_HEADER = 19  # signature (11), flags (4), header extension length (4)
 
@@ -103,6 +104,19 @@ def market_events_arrays(*, market_id: int, start: datetime, end: datetime) -> E
         is_long=np.array([r[1] == "long" for r in rows], dtype=bool),
         price=np.array([r[2] for r in rows], dtype=np.float64),
         notional=np.array([r[3] for r in rows], dtype=np.float64),
+    )
+
+
+def markets_ingestible(*, ccxt_ids: Iterable[str] | None = None) -> models.QuerySet:
+    """Tracked markets holding real data on exchanges we have a connector for (all of them, or
+    those of `ccxt_ids`): what the beat ingests, the stream follows and /healthz watches. A demo
+    market never is, whatever its exchange."""
+    wanted = list(CONNECTORS) if ccxt_ids is None else [c for c in ccxt_ids if c in CONNECTORS]
+    return (
+        Market.objects.tracked()
+        .filter(is_demo=False, exchange__ccxt_id__in=wanted)
+        .select_related("exchange")
+        .order_by("pk")
     )
 
 

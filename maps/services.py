@@ -17,7 +17,7 @@ from django.utils import timezone
 from maps import engine
 from maps.engine.serialize import params_to_json
 from maps.engine.types import Bars, EngineError, Result
-from maps.models import WINDOWS, Calibration, MapSnapshot, Market
+from maps.models import WINDOWS, Calibration, Exchange, MapSnapshot, Market
 from maps.selectors import market_bars_arrays, market_events_arrays
 
 log = logging.getLogger(__name__)
@@ -147,20 +147,49 @@ def market_calibrate(*, market: Market, window: str = "30d") -> Calibration | No
     fit = result.calibration
     if fit is None or not fit.get("events_used"):
         return None
-    return Calibration.objects.create(
+    calibration, _ = Calibration.objects.update_or_create(
         market=market,
         period_start=ms_to_datetime(int(result.report["window_start"])),
         period_end=end,
         engine_version=engine.ENGINE_VERSION,
-        prior=market.tiers,
-        weights=fit["weights"],
-        scale=fit["scale"],
-        corr_long=fit["corr_long"],
-        corr_short=fit["corr_short"],
-        hit_rate=fit["hit_rate"],
-        coverage=fit["coverage"],
-        events_used=fit["events_used"],
+        defaults={
+            "computed_at": timezone.now(),
+            "prior": market.tiers,
+            "weights": fit["weights"],
+            "scale": fit["scale"],
+            "corr_long": fit["corr_long"],
+            "corr_short": fit["corr_short"],
+            "hit_rate": fit["hit_rate"],
+            "coverage": fit["coverage"],
+            "events_used": fit["events_used"],
+        },
     )
+    return calibration
+
+
+def market_demo_clear(*, market: Market) -> None:
+    """Drop a demo market's simulated rows and make it a real market, so real data (an import,
+    a backfill) takes their place instead of mixing with them."""
+    with transaction.atomic():
+        market.bars.all().delete()
+        market.events.all().delete()
+        market.snapshots.all().delete()
+        market.calibrations.all().delete()
+        market.is_demo = False
+        market.last_bar_at = None
+        market.last_error = ""
+        market.last_error_at = None
+        market.save(update_fields=["is_demo", "last_bar_at", "last_error", "last_error_at"])
+        exchange_demo_refresh(exchange=market.exchange)
+
+
+def exchange_demo_refresh(*, exchange: Exchange) -> None:
+    """Mark the exchange as demo only while every market it has holds demo data: once a real
+    market joins (added in the admin, or imported in place of a demo one) it is a real exchange."""
+    is_demo = exchange.markets.exists() and not exchange.markets.filter(is_demo=False).exists()
+    if exchange.is_demo != is_demo:
+        exchange.is_demo = is_demo
+        exchange.save(update_fields=["is_demo"])
 
 
 def coin_result(*, snapshots: list[MapSnapshot]) -> Result | None:

@@ -23,8 +23,9 @@ import websockets
 from asgiref.sync import sync_to_async
 from django.db import close_old_connections, connections
 
-from maps.connectors import CONNECTORS, Connector, ConnectorError, Liquidation, connector_for
+from maps.connectors import Connector, Liquidation, connector_for
 from maps.models import LiquidationEvent, Market
+from maps.selectors import markets_ingestible
 
 log = logging.getLogger(__name__)
 
@@ -66,11 +67,8 @@ class Subscription:
 def tracked_subscriptions(ccxt_ids: Iterable[str] | None = None) -> dict[str, Subscription]:
     """The tracked live markets per exchange we can stream, keyed by ccxt id. A market's
     `symbol` is the exchange's own (BTCUSDT; BTC-USDT-SWAP on OKX), as the stream names it."""
-    wanted = set(ccxt_ids or CONNECTORS)
-    markets = (
-        Market.objects.tracked()
-        .filter(is_demo=False, exchange__is_demo=False, exchange__ccxt_id__in=wanted)
-        .values_list("exchange__ccxt_id", "symbol", "pk", "contract_size")
+    markets = markets_ingestible(ccxt_ids=ccxt_ids).values_list(
+        "exchange__ccxt_id", "symbol", "pk", "contract_size"
     )
     grouped: dict[str, dict[str, tuple[int, float]]] = {}
     for ccxt_id, symbol, pk, size in markets:
@@ -92,9 +90,19 @@ def liquidation_event(liquidation: Liquidation, market_id: int) -> LiquidationEv
 
 def events_write(events: list[LiquidationEvent]) -> int:
     """Insert the events, each order once (repeats in the batch or already stored are ignored);
-    returns how many distinct orders the batch held."""
+    returns how many distinct orders the batch held. Events of a market deleted since the stream
+    read the tracked markets are dropped: they could never be stored, and retrying them would
+    hold back every later batch."""
     close_old_connections()
-    unique = {(e.market_id, e.time, e.side, e.price, e.quantity): e for e in events}
+    ids = {e.market_id for e in events}
+    existing = set(Market.objects.filter(pk__in=ids).values_list("pk", flat=True))
+    if existing != ids:
+        log.warning("events of deleted market(s) %s dropped", sorted(ids - existing))
+    unique = {
+        (e.market_id, e.time, e.side, e.price, e.quantity): e
+        for e in events
+        if e.market_id in existing
+    }
     LiquidationEvent.objects.bulk_create(list(unique.values()), ignore_conflicts=True)
     return len(unique)
 
@@ -222,15 +230,20 @@ async def _session(connector, url, symbols, subscription, writer, stop):
 
 
 async def _handle(connector, raw, subscription: Subscription, writer: EventWriter) -> None:
+    """Queue the message's events. A message that cannot be read, whatever is wrong with it
+    (not what the exchange documents, wrong types, an impossible time), is logged and skipped:
+    one bad message must not cost the connection and the messages behind it."""
     try:
-        liquidations = connector.parse_liquidations(raw, subscription.contract_sizes)
-    except ConnectorError as exc:
+        events = [
+            liquidation_event(liquidation, subscription.markets[liquidation.symbol][0])
+            for liquidation in connector.parse_liquidations(raw, subscription.contract_sizes)
+        ]
+    except Exception as exc:
         writer.stats.malformed += 1
-        log.warning("%s stream: message skipped: %s", connector.slug, exc)
+        log.warning("%s stream: message skipped: %r (%s)", connector.slug, str(raw)[:200], exc)
         return
-    for liquidation in liquidations:
-        market_id, _ = subscription.markets[liquidation.symbol]
-        await writer.put(liquidation_event(liquidation, market_id))
+    for event in events:
+        await writer.put(event)
 
 
 async def _ping(ws, connector: Connector) -> None:

@@ -24,8 +24,9 @@ from django.db.models import Max
 from django.utils import timezone
 
 from maps import engine, ingest
-from maps.connectors import CONNECTORS, RETRYABLE_ERRORS, RateLimited
+from maps.connectors import RETRYABLE_ERRORS, RateLimited
 from maps.models import MapSnapshot, Market
+from maps.selectors import markets_ingestible
 from maps.services import market_calibrate, market_snapshots_compute
 from maps.signals import snapshots_computed
 
@@ -239,15 +240,6 @@ def market_calibrate_task(self, market_id: int) -> int | None:
             raise
     market_error_clear(market_id, "calibrate")
     return calibration.pk if calibration else None
-
-
-def markets_ingestible():
-    """Tracked live markets on exchanges we have a connector for."""
-    return (
-        Market.objects.tracked()
-        .filter(is_demo=False, exchange__is_demo=False, exchange__ccxt_id__in=list(CONNECTORS))
-        .order_by("pk")
-    )
 
 
 @shared_task(acks_late=True, ignore_result=True)

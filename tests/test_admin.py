@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 import pytest
@@ -35,6 +36,27 @@ def add_event(
         notional_usd=price * 2,
         source="binance-vision",
     )
+
+
+def market_form(market: Market, **changes) -> dict:
+    """The market's change form as a browser posts it (is_demo left unticked)."""
+    form = {
+        "exchange": market.exchange_id,
+        "symbol": market.symbol,
+        "slug": market.slug,
+        "base": market.base,
+        "quote": market.quote,
+        "ccxt_symbol": "",
+        "tracked": "on",
+        "step_ms": 300_000,
+        "contract_size": 1,
+        "tiers": json.dumps(market.tiers),
+        "mmr": 0.004,
+        "long_share": "taker",
+        "holding_hours": 24,
+        "bin_bps": 10,
+    }
+    return form | changes
 
 
 @pytest.fixture
@@ -161,29 +183,52 @@ def test_it_queues_a_recompute_after_the_commit(
     assert "Recompute queued for 2 market(s)." in response.content.decode()
 
 
-def test_it_says_so_when_backfill_is_not_available(staff_client, markets, monkeypatch) -> None:
-    monkeypatch.delattr(tasks, "market_backfill", raising=False)
-
-    response = run_action(staff_client, "backfill_now", markets)
-
-    assert "Backfill is not available" in response.content.decode()
-
-
-def test_it_queues_a_backfill_when_the_task_exists(
+def test_it_queues_a_backfill_of_real_markets_only(
     staff_client, markets, monkeypatch, django_capture_on_commit_callbacks
 ) -> None:
+    _, eth = markets
     queued = []
-
-    class FakeTask:
-        delay = staticmethod(queued.append)
-
-    monkeypatch.setattr(tasks, "market_backfill", FakeTask, raising=False)
+    monkeypatch.setattr(tasks.market_backfill, "delay", queued.append)
 
     with django_capture_on_commit_callbacks(execute=True):
-        response = run_action(staff_client, "backfill_now", markets[:1])
+        response = run_action(staff_client, "backfill_now", markets)
 
-    assert queued == [markets[0].pk]
-    assert "Backfill queued for 1 market(s)." in response.content.decode()
+    assert queued == [eth.pk]
+    page = response.content.decode()
+    assert "1 demo market(s) left out" in page
+    assert "Backfill queued for 1 market(s)." in page
+
+
+def test_it_makes_a_demo_exchange_real_when_a_real_market_is_added(staff_client, markets) -> None:
+    btc, _ = markets
+    btc.exchange.is_demo = True
+    btc.exchange.save()
+    form = market_form(btc, symbol="SOLUSDT", slug="solusdt", base="SOL", tiers="[[10, 1.0]]")
+
+    response = staff_client.post(reverse("admin:maps_market_add"), form)
+
+    assert response.status_code == 302, response.content.decode()[:2000]
+    btc.exchange.refresh_from_db()
+    assert btc.exchange.is_demo is False
+
+
+def test_it_deletes_the_simulated_rows_of_a_demo_market_made_real(staff_client, markets) -> None:
+    btc, _ = markets
+    Exchange.objects.filter(pk=btc.exchange_id).update(is_demo=True)
+    form = market_form(btc, ccxt_symbol="BTC/USDT:USDT")
+
+    response = staff_client.post(change(btc), {**form, "is_demo": "on"})
+    assert response.status_code == 302
+    assert btc.bars.count() == 1
+
+    response = staff_client.post(change(btc), form, follow=True)
+
+    assert "its simulated data was deleted" in response.content.decode()
+    btc.refresh_from_db()
+    assert not btc.is_demo and btc.last_bar_at is None
+    assert (btc.bars.count(), btc.events.count(), btc.snapshots.count()) == (0, 0, 0)
+    assert not btc.calibrations.exists()
+    assert Exchange.objects.get(pk=btc.exchange_id).is_demo is False
 
 
 def test_it_shows_the_model_parameters_and_their_validation(staff_client, markets) -> None:
@@ -191,22 +236,7 @@ def test_it_shows_the_model_parameters_and_their_validation(staff_client, market
     page = staff_client.get(change(btc)).content.decode()
     assert "Model parameters" in page
 
-    form = {
-        "exchange": btc.exchange_id,
-        "symbol": btc.symbol,
-        "slug": btc.slug,
-        "base": btc.base,
-        "quote": btc.quote,
-        "ccxt_symbol": "",
-        "tracked": "on",
-        "step_ms": 300_000,
-        "contract_size": 1,
-        "tiers": "[[10, 0.5], [25, 0.4]]",
-        "mmr": 0.004,
-        "long_share": "taker",
-        "holding_hours": 24,
-        "bin_bps": 10,
-    }
+    form = market_form(btc, tiers="[[10, 0.5], [25, 0.4]]")
     response = staff_client.post(change(btc), form)
     assert response.status_code == 200
     assert "tier weights must sum to 1, not 0.9" in response.content.decode()

@@ -149,3 +149,45 @@ def test_it_runs_as_a_module_and_exits_non_zero_without_a_traceback(tmp_path):
     assert bad.returncode == 1
     assert bad.stderr.count("\n") == 1 and bad.stderr.startswith("error: ")
     assert "Traceback" not in bad.stderr
+
+
+def test_it_refuses_klines_and_metrics_of_two_symbols(tmp_path, capsys):
+    eth = tmp_path / "ETHUSDT-metrics-2024-01-01.csv"
+    eth.write_text(Path(METRICS).read_text().replace("BTCUSDT", "ETHUSDT"))
+    unnamed = tmp_path / "metrics.csv"
+    unnamed.write_text(eth.read_text())
+    out = str(tmp_path / "r.json")
+
+    assert main(["--klines", KLINES, "--metrics", str(eth), "--out", out]) == 1
+    err = capsys.readouterr().err
+    assert err == f"error: {eth}: symbol ETHUSDT differs from BTCUSDT ({KLINES})\n"
+    args = ["--klines", KLINES, "--metrics", str(unnamed), "--symbol", "btcusdt", "--out", out]
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert err == "error: metrics.csv:2: symbol ETHUSDT differs from BTCUSDT (--symbol)\n"
+
+
+def test_it_names_the_line_of_bytes_that_are_not_utf8(tmp_path, capsys):
+    bad = tmp_path / "BTCUSDT-1m-2024-01-01.csv"
+    lines = Path(KLINES).read_bytes().splitlines(keepends=True)
+    lines[6] = lines[6].replace(b",", b"\xe9,", 1)
+    bad.write_bytes(b"".join(lines))
+
+    assert main(["--klines", str(bad), "--metrics", METRICS, "--out", str(tmp_path / "r")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: BTCUSDT-1m-2024-01-01.csv:7: not UTF-8 text (byte 0xe9 at ")
+
+
+def test_it_reports_a_damaged_zip_in_one_line(tmp_path, capsys):
+    archive = tmp_path / "BTCUSDT-1m-2024-01-01.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.write(KLINES, "BTCUSDT-1m-2024-01-01.csv")
+    data = bytearray(archive.read_bytes())
+    data[2000:2010] = bytes(b ^ 0xFF for b in data[2000:2010])
+    archive.write_bytes(bytes(data))
+
+    args = ["--klines", str(archive), "--metrics", METRICS, "--out", str(tmp_path / "r.json")]
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: BTCUSDT-1m-2024-01-01.csv:")
+    assert "damaged zip data" in err and err.count("\n") == 1

@@ -65,6 +65,15 @@ def test_it_reads_a_kline_file_with_a_header():
     assert (first.source, first.line) == ("BTCUSDT-1m-2024-01-01.csv", 2)
 
 
+def test_it_reads_a_header_behind_a_byte_order_mark_and_windows_line_ends(tmp_path):
+    path = tmp_path / "BTCUSDT-1m-2024-01-01.csv"
+    path.write_bytes(b"\xef\xbb\xbf" + KLINES.read_bytes().replace(b"\n", b"\r\n"))
+
+    rows = list(read_klines(path))
+
+    assert rows == [row._replace(source=path.name) for row in read_klines(KLINES)]
+
+
 def test_it_reads_klines_without_header_in_microseconds_and_from_a_zip(tmp_path):
     lines = [kline((T0 + i * MIN) * 1000) for i in range(3)]
     plain = write(tmp_path, "ETHUSDT-1m-2024-01-01.csv", lines)

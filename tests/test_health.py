@@ -134,3 +134,25 @@ def test_it_answers_head_and_refuses_post(client, live):
 
     assert client.head("/healthz").status_code == 200
     assert client.post("/healthz").status_code == 405
+
+
+def test_it_ignores_markets_of_exchanges_without_a_connector(client, live):
+    live()
+    kraken = Exchange.objects.create(slug="kraken", name="Kraken", ccxt_id="krakenfutures")
+    Market.objects.create(exchange=kraken, symbol="PF_XBTUSD", slug="xbtusd", base="BTC")
+
+    response = client.get("/healthz")
+
+    assert response.status_code == 200
+    assert response.json()["freshness"]["tracked"] == 1
+
+
+def test_it_watches_a_real_market_added_to_a_demo_exchange(client, live, settings):
+    settings.LIQSITE_STALE_AFTER_SECONDS = 900
+    market = live(age_seconds=5000)
+    Exchange.objects.filter(pk=market.exchange_id).update(is_demo=True)
+
+    response = client.get("/healthz")
+
+    assert response.status_code == 503
+    assert [s["market"] for s in response.json()["freshness"]["stale"]] == ["binance/BTCUSDT"]

@@ -281,6 +281,52 @@ def test_it_refuses_metrics_of_another_symbol(tmp_path: Path) -> None:
 
 
 @pytest.mark.django_db
+def test_it_refuses_files_named_for_another_symbol_before_writing_anything(tmp_path) -> None:
+    other = tmp_path / "ETHUSDT-1m-2024-03-01.csv"
+    other.write_text(KLINES_1.read_text())
+
+    with pytest.raises(CommandError, match=r"ETHUSDT-1m-2024-03-01.csv: the file is named for "):
+        run_import(METRICS_1, other)
+
+    assert not Market.objects.exists()
+
+
+@pytest.mark.django_db
+def test_it_names_the_file_and_line_of_bytes_that_are_not_utf8(tmp_path: Path) -> None:
+    lines = KLINES_1.read_bytes().splitlines(keepends=True)
+    lines[11] = lines[11].replace(b"0,", b"0\xff,", 1)
+    bad = tmp_path / KLINES_1.name
+    bad.write_bytes(b"".join(lines))
+
+    with pytest.raises(CommandError) as error:
+        run_import(bad, METRICS_1)
+
+    assert str(error.value).startswith(f"{bad}:12: not UTF-8 text (byte 0xff at column ")
+    assert Bar.objects.count() == 0
+
+
+@pytest.mark.django_db
+def test_it_reports_a_damaged_zip_in_one_line(tmp_path: Path) -> None:
+    run_import(KLINES_1, METRICS_1)
+    before = stored_bars()
+    packed = io.BytesIO()
+    with zipfile.ZipFile(packed, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr(f"{KLINES_2.stem}.csv", read_text(KLINES_2))
+    data = bytearray(packed.getvalue())
+    data[2000:2010] = bytes(b ^ 0xFF for b in data[2000:2010])
+    damaged = tmp_path / KLINES_2.name
+    damaged.write_bytes(bytes(data))
+
+    with pytest.raises(CommandError) as error:
+        run_import(damaged, METRICS_2)
+
+    first_line = str(error.value).split("\n")[0]
+    assert first_line.startswith(f"{KLINES_2.stem}.csv:38: damaged zip data (")
+    assert first_line.endswith(f"(in {damaged})")
+    assert stored_bars() == before
+
+
+@pytest.mark.django_db
 def test_it_refuses_a_missing_path_and_a_folder_without_files(tmp_path: Path) -> None:
     with pytest.raises(CommandError, match="no such file or folder"):
         run_import(tmp_path / "nothing-here")
@@ -330,6 +376,17 @@ def test_it_refuses_to_mix_real_data_into_a_demo_market(market_factory, bar_fact
     assert not demo.is_demo
     assert demo.bars.count() == 72
     assert "demo data deleted" in output
+
+
+@pytest.mark.django_db
+def test_it_makes_a_demo_exchange_real_once_it_holds_real_data(market_factory) -> None:
+    demo = market_factory("ETHUSDT", is_demo=True)
+    Exchange.objects.filter(pk=demo.exchange_id).update(is_demo=True)
+
+    run_import(KLINES_1, METRICS_1)
+
+    assert Exchange.objects.get(slug="binance").is_demo is False
+    assert Market.objects.get(symbol="ETHUSDT").is_demo is True
 
 
 @pytest.mark.django_db

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -162,3 +163,64 @@ def test_it_uses_postgres_and_redis_when_their_urls_are_set() -> None:
     assert (name, host, port) == ("'liq'", "'db.internal'", "'6543'")
     assert cache == "'django.core.cache.backends.redis.RedisCache'"
     assert eager == "False"
+
+
+def env_example() -> dict[str, str]:
+    lines = (BASE_DIR / ".env.example").read_text().splitlines()
+    pairs = [line.split("=", 1) for line in lines if line and not line.startswith("#")]
+    return {name: value for name, value in pairs}
+
+
+def test_it_passes_the_deployment_checks_from_a_copy_of_env_example() -> None:
+    env = {**env_example(), **PRODUCTION}
+
+    result = run_python(env, "manage.py", "check", "--deploy", "--fail-level", "WARNING")
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert settings_values(env, "SECURE_SSL_REDIRECT", "SECURE_HSTS_SECONDS") == [
+        "True",
+        "31536000",
+    ]
+
+
+def test_it_lists_every_variable_it_reads_in_env_example() -> None:
+    source = (BASE_DIR / "liqsite" / "settings.py").read_text()
+    read = set(re.findall(r"""(?:env\w*|environ\.get)\(\s*"([A-Z_]+)\"""", source))
+
+    assert read - set(env_example()) == set()
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"LOG_LEVEL": "LOUD"}, "LOG_LEVEL='LOUD' is not one of DEBUG, INFO"),
+        (
+            {"CELERY_TASK_TIME_LIMIT": "60", "CELERY_TASK_SOFT_TIME_LIMIT": "60"},
+            "CELERY_TASK_SOFT_TIME_LIMIT=60 must be below CELERY_TASK_TIME_LIMIT=60",
+        ),
+        ({"SESSION_COOKIE_SECURE": "maybe"}, "SESSION_COOKIE_SECURE='maybe' is not a boolean"),
+    ],
+)
+def test_it_refuses_other_bad_values(env: dict[str, str], message: str) -> None:
+    assert_refused(env, message)
+
+
+def test_it_decodes_escaped_characters_in_the_database_url() -> None:
+    env = {"DATABASE_URL": "postgres://app%40eu:p%2Fw%3A1@db.internal/liq"}
+
+    user, password = settings_values(
+        env, "DATABASES['default']['USER']", "DATABASES['default']['PASSWORD']"
+    )
+
+    assert (user, password) == ("'app@eu'", "'p/w:1'")
+
+
+def test_it_takes_the_default_for_a_variable_left_empty() -> None:
+    env = {name: "" for name in ("STATIC_ROOT", "SITE_NAME", "LOG_LEVEL", "SECURE_SSL_REDIRECT")}
+
+    static_root, site_name, level, redirect = settings_values(
+        env, "STATIC_ROOT", "SITE_NAME", "LOG_LEVEL", "SECURE_SSL_REDIRECT"
+    )
+
+    assert static_root == repr(BASE_DIR / "staticfiles")
+    assert (site_name, level, redirect) == ("'liqsite'", "'INFO'", "False")

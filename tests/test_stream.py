@@ -126,6 +126,35 @@ def test_it_backs_off_exponentially_with_jitter_and_a_cap():
     assert 30.0 <= backoff.delay(20) <= 60.0
 
 
+@pytest.mark.parametrize(
+    ("connector", "payload"),
+    [
+        (BybitConnector, '{"topic": "allLiquidation.BTCUSDT", "data": [{"s": ["BTCUSDT"]}]}'),
+        (
+            BybitConnector,
+            '{"topic": "allLiquidation.BTCUSDT", "data": [{"T": 99999999999999999999,'
+            ' "s": "BTCUSDT", "S": "Buy", "v": "1", "p": "97000"}]}',
+        ),
+        (BinanceConnector, '{"e": "forceOrder", "o": {"s": "BTCUSDT", "S": ["SELL"]}}'),
+        (OkxConnector, '{"arg": "liquidation-orders", "data": []}'),
+    ],
+)
+def test_it_skips_a_message_of_any_wrong_shape_and_keeps_reading(connector, payload):
+    subscription = Subscription(connector.ccxt_id, {"BTCUSDT": (1, 1.0)})
+    good = messages("bybit", "ws_all_liquidation.json")[2]
+
+    async def run():
+        writer = EventWriter()
+        await stream._handle(connector(None), payload, subscription, writer)
+        await stream._handle(BybitConnector(None), good, subscription, writer)
+        return writer
+
+    writer = asyncio.run(run())
+
+    assert writer.stats.malformed == 1
+    assert writer.queue.qsize() == 2
+
+
 @pytest.fixture
 def bybit_market(transactional_db):
     exchange = Exchange.objects.create(slug="bybit", name="Bybit", ccxt_id="bybit")
@@ -159,6 +188,14 @@ def test_it_writes_in_batches_and_each_order_once(bybit_market, monkeypatch):
 
     assert batches == [3, 3, 1]
     assert LiquidationEvent.objects.filter(market=bybit_market).count() == 5
+
+
+def test_it_drops_the_events_of_a_deleted_market_and_writes_the_rest(bybit_market):
+    gone = Market(pk=bybit_market.pk + 1000, symbol="ETHUSDT")
+    orders = [event(bybit_market, 1736920800000), event(gone, 1736920800000)]
+
+    assert stream.events_write(orders) == 1
+    assert list(LiquidationEvent.objects.values_list("market_id", flat=True)) == [bybit_market.pk]
 
 
 def test_it_flushes_a_partial_batch_after_the_flush_interval(bybit_market):

@@ -21,6 +21,7 @@ from maps.tasks import (
     backoff,
     cooldown_key,
     market_backfill,
+    market_calibrate_task,
     market_error_record,
     market_ingest,
     market_lock_key,
@@ -64,6 +65,20 @@ def live(db):
         )
 
     return make
+
+
+def add_real_events(market: Market) -> None:
+    """Streamed long liquidations at the low of every seventh bar from the tenth on."""
+    for bar in list(market.bars.order_by("time"))[10::7]:
+        LiquidationEvent.objects.create(
+            market=market,
+            time=bar.time + timedelta(seconds=90),
+            side="long",
+            price=bar.low,
+            quantity=2.0,
+            notional_usd=2.0 * bar.low,
+            source="stream",
+        )
 
 
 def serve(replay_connector, ccxt_id: str, *routes: dict) -> None:
@@ -268,16 +283,7 @@ def test_it_calibrates_markets_with_real_events_every_day(live):
     demo = live("bybit", "bybit")
     market_ingest.delay(market.pk).get()
     market_ingest.delay(demo.pk).get()
-    for bar in list(market.bars.order_by("time"))[10::7]:
-        LiquidationEvent.objects.create(
-            market=market,
-            time=bar.time + timedelta(seconds=90),
-            side="long",
-            price=bar.low,
-            quantity=2.0,
-            notional_usd=2.0 * bar.low,
-            source="stream",
-        )
+    add_real_events(market)
     bar = demo.bars.order_by("time").last()
     LiquidationEvent.objects.create(
         market=demo,
@@ -294,6 +300,38 @@ def test_it_calibrates_markets_with_real_events_every_day(live):
     assert calibration.events_used > 0
     assert len(calibration.weights) == len(market.tiers)
     assert not Calibration.objects.filter(market=demo).exists()
+
+
+def test_it_never_ingests_a_demo_market_even_when_asked(live):
+    market = live(is_demo=True)
+
+    result = market_backfill.delay(market.pk)
+
+    assert result.failed()
+    market.refresh_from_db()
+    assert market.last_error.startswith("ingest: ConnectorError: ")
+    assert "holds demo data" in market.last_error
+    assert market.bars.count() == 0
+
+
+def test_it_ingests_a_real_market_added_to_a_demo_exchange(live):
+    market = live()
+    Exchange.objects.filter(pk=market.exchange_id).update(is_demo=True)
+
+    assert markets_ingest_tracked.delay().get() == 1
+    assert market.bars.count() == 144
+
+
+def test_it_keeps_one_calibration_per_period_when_a_task_runs_again(live):
+    market = live()
+    market_ingest.delay(market.pk).get()
+    add_real_events(market)
+
+    first = market_calibrate_task.delay(market.pk).get()
+    again = market_calibrate_task.delay(market.pk).get()
+
+    assert first == again
+    assert Calibration.objects.filter(market=market).count() == 1
 
 
 def test_it_backs_off_exponentially_with_jitter_and_a_cap():

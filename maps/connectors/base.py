@@ -218,13 +218,53 @@ class Connector:
         return self._series(lambda a, b: self._funding(symbol, a, b), start, end, span)
 
     def _candles(self, symbol: str, start: int, end: int) -> list[Candle]:
-        raise ConnectorError(f"{self.slug} has no candles")
+        """One page of ccxt's 1-minute OHLCV (no taker volume); malformed rows are logged and
+        left out, so their steps are reported incomplete rather than guessed."""
+        market = self.market(symbol)
+        rows = self.call(
+            self.exchange.fetch_ohlcv,
+            market["symbol"],
+            "1m",
+            since=start,
+            limit=self.candle_page,
+            params={"until": end - 1},
+        )
+        candles = []
+        for row in rows_of(rows, f"{self.slug} candles"):
+            candle = make_candle(row)
+            if candle is None:
+                log.warning("%s %s: malformed candle skipped: %r", self.slug, market["id"], row)
+                continue
+            candles.append(candle)
+        return candles
 
     def _open_interest(self, symbol: str, start: int, end: int) -> list[Point]:
-        raise ConnectorError(f"{self.slug} has no open interest")
+        """One page of ccxt's 5-minute open interest history, in base units (contracts times
+        the contract size)."""
+        market = self.market(symbol)
+        rows = self.call(
+            self.exchange.fetch_open_interest_history,
+            market["symbol"],
+            "5m",
+            since=start,
+            limit=self.stat_page,
+            params={"until": end - 1},
+        )
+        label = f"{self.slug} {market['id']} open interest"
+        return points_from(rows, "openInterestAmount", label, scale=self.contract_size(symbol))
 
     def _long_short_ratio(self, symbol: str, start: int, end: int) -> list[Point]:
-        raise ConnectorError(f"{self.slug} has no long/short ratio")
+        """One page of ccxt's 5-minute global long/short account ratio history."""
+        market = self.market(symbol)
+        rows = self.call(
+            self.exchange.fetch_long_short_ratio_history,
+            market["symbol"],
+            "5m",
+            since=start,
+            limit=self.stat_page,
+            params={"until": end - 1},
+        )
+        return points_from(rows, "longShortRatio", f"{self.slug} {market['id']} long/short ratio")
 
     def _funding(self, symbol: str, start: int, end: int) -> list[Point]:
         market = self.market(symbol)

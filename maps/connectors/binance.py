@@ -20,11 +20,9 @@ from maps.connectors.base import (
     Connector,
     ConnectorError,
     Liquidation,
-    Point,
     load_json,
     make_candle,
     number,
-    points_from,
     rows_of,
 )
 
@@ -68,30 +66,6 @@ class BinanceConnector(Connector):
                 continue
             candles.append(candle)
         return candles
-
-    def _open_interest(self, symbol: str, start: int, end: int) -> list[Point]:
-        market = self.market(symbol)
-        rows = self.call(
-            self.exchange.fetch_open_interest_history,
-            market["symbol"],
-            "5m",
-            since=start,
-            limit=self.stat_page,
-            params={"until": end - 1},
-        )
-        return points_from(rows, "openInterestAmount", f"binance {market['id']} open interest")
-
-    def _long_short_ratio(self, symbol: str, start: int, end: int) -> list[Point]:
-        market = self.market(symbol)
-        rows = self.call(
-            self.exchange.fetch_long_short_ratio_history,
-            market["symbol"],
-            "5m",
-            since=start,
-            limit=self.stat_page,
-            params={"until": end - 1},
-        )
-        return points_from(rows, "longShortRatio", f"binance {market['id']} long/short ratio")
 
     def stream_url(self, symbols: list[str]) -> str:
         streams = "/".join(f"{symbol.lower()}@forceOrder" for symbol in sorted(symbols))

@@ -16,16 +16,13 @@ import logging
 
 from maps.connectors.base import (
     DAY_MS,
-    Candle,
     Connector,
     ConnectorError,
     Liquidation,
     Point,
     load_json,
-    make_candle,
     number,
     points_from,
-    rows_of,
 )
 
 log = logging.getLogger(__name__)
@@ -50,37 +47,6 @@ class BybitConnector(Connector):
     ws_url = "wss://stream.bybit.com/v5/public/linear"
     ws_ping = json.dumps({"op": "ping"})
     ws_ping_seconds = 20.0
-
-    def _candles(self, symbol: str, start: int, end: int) -> list[Candle]:
-        market = self.market(symbol)
-        rows = self.call(
-            self.exchange.fetch_ohlcv,
-            market["symbol"],
-            "1m",
-            since=start,
-            limit=self.candle_page,
-            params={"until": end - 1},
-        )
-        candles = []
-        for row in rows_of(rows, "bybit kline"):
-            candle = make_candle(row)
-            if candle is None:
-                log.warning("bybit %s: malformed kline skipped: %r", market["id"], row)
-                continue
-            candles.append(candle)
-        return candles
-
-    def _open_interest(self, symbol: str, start: int, end: int) -> list[Point]:
-        market = self.market(symbol)
-        rows = self.call(
-            self.exchange.fetch_open_interest_history,
-            market["symbol"],
-            "5m",
-            since=start,
-            limit=self.stat_page,
-            params={"until": end - 1},
-        )
-        return points_from(rows, "openInterestAmount", f"bybit {market['id']} open interest")
 
     def _long_short_ratio(self, symbol: str, start: int, end: int) -> list[Point]:
         market = self.market(symbol)

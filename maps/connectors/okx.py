@@ -19,16 +19,12 @@ import logging
 from maps.connectors.base import (
     DAY_MS,
     FIVE_MINUTES_MS,
-    Candle,
     Connector,
     ConnectorError,
     Liquidation,
-    Point,
     TakerBucket,
     load_json,
-    make_candle,
     number,
-    points_from,
     rows_of,
 )
 
@@ -53,50 +49,6 @@ class OkxConnector(Connector):
         if not size or size <= 0:
             raise ConnectorError(f"okx: {symbol} has no contract size")
         return size
-
-    def _candles(self, symbol: str, start: int, end: int) -> list[Candle]:
-        market = self.market(symbol)
-        rows = self.call(
-            self.exchange.fetch_ohlcv,
-            market["symbol"],
-            "1m",
-            since=start,
-            limit=self.candle_page,
-            params={"until": end - 1},
-        )
-        candles = []
-        for row in rows_of(rows, "okx candles"):
-            candle = make_candle(row)
-            if candle is None:
-                log.warning("okx %s: malformed candle skipped: %r", market["id"], row)
-                continue
-            candles.append(candle)
-        return candles
-
-    def _open_interest(self, symbol: str, start: int, end: int) -> list[Point]:
-        market = self.market(symbol)
-        rows = self.call(
-            self.exchange.fetch_open_interest_history,
-            market["symbol"],
-            "5m",
-            since=start,
-            limit=self.stat_page,
-            params={"until": end - 1},
-        )
-        label = f"okx {market['id']} open interest"
-        return points_from(rows, "openInterestAmount", label, scale=self.contract_size(symbol))
-
-    def _long_short_ratio(self, symbol: str, start: int, end: int) -> list[Point]:
-        market = self.market(symbol)
-        rows = self.call(
-            self.exchange.fetch_long_short_ratio_history,
-            market["symbol"],
-            "5m",
-            since=start,
-            limit=self.stat_page,
-            params={"until": end - 1},
-        )
-        return points_from(rows, "longShortRatio", f"okx {market['id']} long/short ratio")
 
     def taker_volume(self, symbol: str, start: int, end: int) -> list[TakerBucket]:
         return self._series(

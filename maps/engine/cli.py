@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import csv
 import dataclasses
 import itertools
 import json
@@ -21,9 +20,10 @@ from .inputs import (
     read_force_orders,
     read_klines,
     read_metrics,
+    symbol_from_name,
 )
 from .serialize import parse_duration, parse_tiers, result_to_json
-from .types import LONG_SHARE_MODES, EngineError, Params, iso_utc
+from .types import LONG_SHARE_MODES, Bars, EngineError, Params, iso_utc
 
 DEFAULT_TIERS_TEXT = "5:0.15,10:0.30,25:0.25,50:0.20,100:0.10"
 
@@ -71,40 +71,24 @@ def main(argv: list[str] | None = None) -> int:
         message = str(exc)
     except OSError as exc:
         message = f"cannot use {exc.filename or 'a file'}: {exc.strerror or exc}"
-    except (UnicodeDecodeError, csv.Error) as exc:
-        message = f"unreadable input: {exc}"
     print(f"error: {message}", file=sys.stderr)
     return 1
 
 
 def _main(args: argparse.Namespace) -> int:
     params = _params(args)
-    for paths, kind in (
-        (args.klines, "klines"),
-        (args.metrics, "metrics"),
-        (args.liquidations, "liquidations"),
-    ):
-        for path in paths:
-            _check_kind(path, kind)
-    symbols: set[str] = set()
-    klines = _chain(_ordered(args.klines, read_klines, lambda r: r.open_time), read_klines)
-    metrics = _track(
-        _chain(_ordered(args.metrics, read_metrics, lambda r: r.time), read_metrics), symbols
-    )
-    bars, skipped = build_bars(klines, metrics, params.step_ms)
-    if len(bars) < 2:
-        raise EngineError(_too_few(len(bars), skipped))
+    symbol = _Symbol(args.symbol)
+    bars, skipped = _bars(args, params, symbol)
     if args.window.strip().lower() == "inf":
         params = dataclasses.replace(
             params, window_ms=int(bars.ts[-1] - bars.ts[0]) + params.step_ms
         )
     events, others = None, 0
     if args.liquidations:
-        symbol = args.symbol or (next(iter(symbols)) if len(symbols) == 1 else None)
-        events, others = build_events(_chain(args.liquidations, read_force_orders), symbol)
+        events, others = build_events(_chain(args.liquidations, read_force_orders), symbol.value)
     result = run(bars, params, events if args.calibrate else None)
     result.report["skipped"] = [dict(s, time=iso_utc(s["ts"])) for s in skipped]
-    result.report["symbol"] = args.symbol or ",".join(sorted(symbols)) or None
+    result.report["symbol"] = symbol.value
     result.report["events_other_symbols"] = others
     doc = result_to_json(result)
     if events is not None and not args.calibrate:
@@ -115,6 +99,49 @@ def _main(args: argparse.Namespace) -> int:
     _write(doc, args.out)
     print(_summary(result, args.out), file=sys.stderr)
     return 0
+
+
+def _bars(args: argparse.Namespace, params: Params, symbol: _Symbol) -> tuple[Bars, list[dict]]:
+    """The bars of the klines and metrics files (and the steps skipped), after checking that
+    every file is of the kind its flag says and of one symbol."""
+    for paths, kind in (
+        (args.klines, "klines"),
+        (args.metrics, "metrics"),
+        (args.liquidations, "liquidations"),
+    ):
+        for path in paths:
+            _check_kind(path, kind)
+            if kind != "liquidations":
+                symbol.check(symbol_from_name(path), path)
+    klines = _chain(_ordered(args.klines, read_klines, lambda r: r.open_time), read_klines)
+    metrics = _chain(_ordered(args.metrics, read_metrics, lambda r: r.time), read_metrics)
+    bars, skipped = build_bars(klines, symbol.rows(metrics), params.step_ms)
+    if len(bars) < 2:
+        raise EngineError(_too_few(len(bars), skipped))
+    return bars, skipped
+
+
+class _Symbol:
+    """The one symbol a run is about: --symbol, else the first file name or metrics row that
+    names one. Klines and metrics of another symbol are an error (their prices and open interest
+    would not belong together); liquidations of others are counted and left out."""
+
+    def __init__(self, given: str | None) -> None:
+        self.value = given.strip().upper() if given else None
+        self.source = "--symbol"
+
+    def check(self, symbol: str | None, where: str) -> None:
+        if not symbol:
+            return
+        if self.value is None:
+            self.value, self.source = symbol, where
+        elif symbol != self.value:
+            raise EngineError(f"{where}: symbol {symbol} differs from {self.value} ({self.source})")
+
+    def rows(self, metrics: Iterator) -> Iterator:
+        for row in metrics:
+            self.check(row.symbol, f"{row.source}:{row.line}")
+            yield row
 
 
 def _params(args: argparse.Namespace) -> Params:
@@ -156,12 +183,6 @@ def _ordered(paths: list[str], reader: Callable, key: Callable) -> list[str]:
 
 def _chain(paths: list[str], reader: Callable) -> Iterator:
     return itertools.chain.from_iterable(reader(path) for path in paths)
-
-
-def _track(rows: Iterator, symbols: set[str]) -> Iterator:
-    for row in rows:
-        symbols.add(row.symbol)
-        yield row
 
 
 def _too_few(count: int, skipped: list[dict]) -> str:

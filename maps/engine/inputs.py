@@ -7,16 +7,17 @@ row raises EngineError as 'file:line: reason'. Files may be plain or a zip holdi
 from __future__ import annotations
 
 import csv
-import io
 import json
 import math
 import os
+import re
 import zipfile
+import zlib
 from array import array
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
-from typing import NamedTuple, TextIO
+from typing import IO, NamedTuple
 
 import numpy as np
 
@@ -35,6 +36,7 @@ METRIC_COLUMNS = (
     "count_long_short_ratio",
 )
 METRIC_POSITIONS = (0, 1, 2, 3, 6)
+BULK_NAME = re.compile(r"([A-Z0-9]{2,})-(?:1m|metrics|forceOrder)-")
 
 
 class Kline(NamedTuple):
@@ -93,30 +95,59 @@ class RowError(Exception):
 
 
 @contextmanager
-def open_text(path: str | os.PathLike) -> Iterator[tuple[str, TextIO]]:
-    """The file's name (for messages) and its text; a zip must hold exactly one file."""
+def open_text(path: str | os.PathLike) -> Iterator[tuple[str, Iterator[str]]]:
+    """The file's name (for messages) and its lines as UTF-8 text; a zip must hold exactly one
+    file. Bytes that are not UTF-8 and damaged zip data raise EngineError naming file and line."""
     path = os.fspath(path)
     name = os.path.basename(path)
-    if path.lower().endswith(".zip"):
-        try:
-            archive = zipfile.ZipFile(path)
-        except zipfile.BadZipFile:
-            raise EngineError(f"{name}: not a readable zip file") from None
-        with archive:
-            members = [m for m in archive.namelist() if not m.endswith("/")]
-            if len(members) != 1:
-                raise EngineError(f"{name}: a zip must hold exactly one file, found {len(members)}")
-            with archive.open(members[0]) as raw:
-                yield members[0], io.TextIOWrapper(raw, encoding="utf-8", newline="")
+    if not path.lower().endswith(".zip"):
+        with open(path, "rb") as raw:
+            yield name, _lines(name, raw)
         return
-    with open(path, encoding="utf-8", newline="") as text:
-        yield name, text
+    try:
+        archive = zipfile.ZipFile(path)
+    except zipfile.BadZipFile:
+        raise EngineError(f"{name}: not a readable zip file") from None
+    with archive:
+        members = [m for m in archive.namelist() if not m.endswith("/")]
+        if len(members) != 1:
+            raise EngineError(f"{name}: a zip must hold exactly one file, found {len(members)}")
+        try:
+            raw = archive.open(members[0])
+        except (zipfile.BadZipFile, NotImplementedError, RuntimeError) as exc:
+            # a damaged header, an unknown compression method, encryption
+            raise EngineError(f"{name}: cannot open {members[0]}: {exc}") from None
+        with raw:
+            yield members[0], _lines(members[0], raw)
+
+
+def _lines(name: str, raw: IO[bytes]) -> Iterator[str]:
+    """The decoded lines of a binary stream (a UTF-8 byte-order mark is dropped)."""
+    line = 0
+    try:
+        for line, data in enumerate(raw, start=1):
+            try:
+                text = data.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                byte = data[exc.start]
+                raise EngineError(
+                    f"{name}:{line}: not UTF-8 text (byte 0x{byte:02x} at column {exc.start + 1})"
+                ) from None
+            yield text.removeprefix("\ufeff") if line == 1 else text
+    except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
+        raise EngineError(f"{name}:{line + 1}: damaged zip data ({exc})") from None
+
+
+def symbol_from_name(path: str | os.PathLike) -> str | None:
+    """The symbol a Binance bulk file's name gives (BTCUSDT-1m-2024-01-01.zip), or None."""
+    match = BULK_NAME.match(os.path.basename(os.fspath(path)))
+    return match.group(1) if match else None
 
 
 def detect_kind(path: str | os.PathLike) -> str:
     """'klines', 'metrics' or 'liquidations', from the file's first line or else its name."""
-    with open_text(path) as (_, text):
-        first = text.readline().strip()
+    with open_text(path) as (_, lines):
+        first = next(lines, "").strip()
     if first.startswith(("{", "[")):
         return "liquidations"
     head = first.split(",")[0].strip().lower()
@@ -139,34 +170,51 @@ def detect_kind(path: str | os.PathLike) -> str:
 
 def _csv_rows(path, columns: tuple[str, ...], positions: tuple[int, ...]):
     """(source, line, fields picked in column order) for each data row of a CSV file."""
-    with open_text(path) as (name, text):
+    with open_text(path) as (name, lines):
+        reader = csv.reader(lines)
         picks = None
-        for line, fields in enumerate(csv.reader(text), start=1):
-            if not fields or not "".join(fields).strip():
-                continue
-            if picks is None:
-                head = [f.strip().lower() for f in fields]
-                if head[0] == columns[0]:
-                    missing = [c for c in columns if c not in head]
-                    if missing:
-                        raise EngineError(f"{name}:{line}: header lacks {', '.join(missing)}")
-                    picks = tuple(head.index(c) for c in columns)
+        try:
+            for fields in reader:
+                if not fields or not "".join(fields).strip():
                     continue
-                picks = positions
-            if len(fields) <= max(picks):
-                raise EngineError(
-                    f"{name}:{line}: expected at least {max(picks) + 1} fields, found {len(fields)}"
-                )
-            yield name, line, [fields[p].strip() for p in picks]
+                if picks is None:
+                    picks = _header_picks(fields, columns, f"{name}:{reader.line_num}")
+                    if picks is not None:
+                        continue
+                    picks = positions
+                if len(fields) <= max(picks):
+                    raise EngineError(
+                        f"{name}:{reader.line_num}: expected at least {max(picks) + 1} fields, "
+                        f"found {len(fields)}"
+                    )
+                yield name, reader.line_num, [fields[p].strip() for p in picks]
+        except csv.Error as exc:
+            raise EngineError(f"{name}:{reader.line_num}: {exc}") from None
+
+
+def _header_picks(fields: list[str], columns: tuple[str, ...], where: str) -> tuple | None:
+    """The positions of `columns` when this first row is a header, None when it is data."""
+    head = [f.strip().lower() for f in fields]
+    if head[0] != columns[0]:
+        return None
+    missing = [c for c in columns if c not in head]
+    if missing:
+        raise EngineError(f"{where}: header lacks {', '.join(missing)}")
+    return tuple(head.index(c) for c in columns)
+
+
+def _csv_records(path, columns: tuple[str, ...], positions: tuple[int, ...], parse: Callable):
+    """parse(fields, source, line) for each data row, a RowError becoming 'file:line: reason'."""
+    for name, line, fields in _csv_rows(path, columns, positions):
+        try:
+            yield parse(fields, name, line)
+        except RowError as exc:
+            raise EngineError(f"{name}:{line}: {exc}") from None
 
 
 def read_klines(path: str | os.PathLike) -> Iterator[Kline]:
     """Binance USD-M 1-minute klines (with or without header; open time in ms or µs)."""
-    for name, line, fields in _csv_rows(path, KLINE_COLUMNS, KLINE_POSITIONS):
-        try:
-            yield _kline(fields, name, line)
-        except RowError as exc:
-            raise EngineError(f"{name}:{line}: {exc}") from None
+    return _csv_records(path, KLINE_COLUMNS, KLINE_POSITIONS, _kline)
 
 
 def _kline(fields: list[str], name: str, line: int) -> Kline:
@@ -225,11 +273,7 @@ def _time_ms(text: str, column: str) -> int:
 
 def read_metrics(path: str | os.PathLike) -> Iterator[Metric]:
     """Binance USD-M metrics (5-minute): create_time (UTC), open interest, long/short ratio."""
-    for name, line, fields in _csv_rows(path, METRIC_COLUMNS, METRIC_POSITIONS):
-        try:
-            yield _metric(fields, name, line)
-        except RowError as exc:
-            raise EngineError(f"{name}:{line}: {exc}") from None
+    return _csv_records(path, METRIC_COLUMNS, METRIC_POSITIONS, _metric)
 
 
 def _metric(fields: list[str], name: str, line: int) -> Metric:
@@ -251,8 +295,8 @@ def read_force_orders(path: str | os.PathLike) -> Iterator[ForceOrder]:
 
     S = SELL means a long position was liquidated; notional = filled quantity z (else q) times
     the average price ap (else p); time = the trade time T."""
-    with open_text(path) as (name, text):
-        for line, raw in enumerate(text, start=1):
+    with open_text(path) as (name, lines):
+        for line, raw in enumerate(lines, start=1):
             if not raw.strip():
                 continue
             try:

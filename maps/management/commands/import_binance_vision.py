@@ -20,13 +20,12 @@ from maps.binance_vision import (
     ImportSummary,
     MarketImport,
     collect_files,
-    market_demo_clear,
     market_for_symbol,
     plan_files,
 )
 from maps.engine.types import EngineError, iso_utc
 from maps.models import Market
-from maps.services import market_snapshots_compute
+from maps.services import market_demo_clear, market_snapshots_compute
 
 SHOWN_SKIPS = 20
 
@@ -62,7 +61,7 @@ class Command(BaseCommand):
         if not re.fullmatch(r"[a-z0-9-]{2,32}", exchange):
             raise CommandError(f"--exchange {options['exchange']!r} is not a slug like binance")
         try:
-            plan = plan_files(collect_files(options["paths"]))
+            plan = plan_files(collect_files(options["paths"]), symbol=symbol)
         except ImportFailed as exc:
             raise CommandError(str(exc)) from None
         if not plan:

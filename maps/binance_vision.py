@@ -15,7 +15,7 @@ import os
 import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 from django.db import transaction
@@ -35,7 +35,14 @@ from maps.engine.inputs import (
     symbol_from_name,
 )
 from maps.engine.types import EngineError
-from maps.models import BAR_VALUE_FIELDS, Bar, Exchange, LiquidationEvent, Market
+from maps.models import (
+    BAR_VALUE_FIELDS,
+    Bar,
+    Exchange,
+    LiquidationEvent,
+    Market,
+    ms_to_datetime,
+)
 from maps.services import exchange_demo_refresh
 
 BATCH_SIZE = 2000
@@ -253,7 +260,7 @@ class MarketImport:
         ratio = values.pop("long_short_ratio")
         return Bar(
             market=self.market,
-            time=_datetime(values.pop("ts")),
+            time=ms_to_datetime(values.pop("ts")),
             long_short_ratio=None if math.isnan(ratio) else ratio,
             **values,
         )
@@ -295,7 +302,7 @@ class MarketImport:
     def _event(self, order: ForceOrder) -> LiquidationEvent:
         return LiquidationEvent(
             market=self.market,
-            time=_datetime(order.time),
+            time=ms_to_datetime(order.time),
             side="long" if order.is_long else "short",
             price=order.price,
             quantity=order.quantity,
@@ -322,10 +329,6 @@ class MarketImport:
         for ts in [ts for ts in self.metrics if ts < before]:
             self.metrics.pop(ts)
             self.summary.skipped.append((ts, "no klines"))
-
-
-def _datetime(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000, tz=UTC)
 
 
 def _located(message: str, path: Path) -> str:

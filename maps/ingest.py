@@ -18,7 +18,7 @@ from __future__ import annotations
 import bisect
 import logging
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.core.cache import cache
@@ -38,7 +38,7 @@ from maps.connectors import (
 )
 from maps.connectors.base import DAY_MS, MINUTE_MS
 from maps.engine.types import iso_utc
-from maps.models import BAR_VALUE_FIELDS, Bar, Market
+from maps.models import BAR_VALUE_FIELDS, Bar, Market, datetime_to_ms, ms_to_datetime
 
 log = logging.getLogger(__name__)
 
@@ -76,14 +76,6 @@ class IngestReport:
             f"market {self.market_id}: {self.written} bars written over {len(self.ranges)} "
             f"range(s), {len(self.skipped)} step(s) skipped"
         )
-
-
-def ms_to_datetime(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000, tz=UTC)
-
-
-def datetime_to_ms(value: datetime) -> int:
-    return int(value.timestamp() * 1000)
 
 
 def steps_to_bars(

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import io
+from datetime import UTC, datetime
 from functools import cached_property
 
 import numpy as np
@@ -47,6 +48,15 @@ def validate_exchange_slug(value: str) -> None:
         raise ValidationError(
             f"{value!r} is the name of a section of the site; choose another URL name."
         )
+
+
+def ms_to_datetime(ms: int) -> datetime:
+    """An engine time (epoch ms) as an aware UTC datetime, as stored in DateTimeFields."""
+    return datetime.fromtimestamp(ms / 1000, tz=UTC)
+
+
+def datetime_to_ms(value: datetime) -> int:
+    return int(value.timestamp() * 1000)
 
 
 def default_tiers() -> list[list[float]]:

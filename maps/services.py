@@ -7,7 +7,7 @@ import logging
 import zipfile
 from collections.abc import Iterable
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import numpy as np
 from django.conf import settings
@@ -17,7 +17,7 @@ from django.utils import timezone
 from maps import engine
 from maps.engine.serialize import params_to_json
 from maps.engine.types import Bars, EngineError, Result
-from maps.models import WINDOWS, Calibration, Exchange, MapSnapshot, Market
+from maps.models import WINDOWS, Calibration, Exchange, MapSnapshot, Market, ms_to_datetime
 from maps.selectors import market_bars_arrays, market_events_arrays
 
 log = logging.getLogger(__name__)
@@ -34,10 +34,6 @@ _ARRAY_DTYPES = {
     "liq_long": np.float32,
     "liq_short": np.float32,
 }
-
-
-def ms_to_datetime(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000, tz=UTC)
 
 
 def market_bars_for_windows(*, market: Market, windows: Iterable[str]) -> Bars:

@@ -23,15 +23,18 @@ def usd(value: float | None) -> str:
 
 
 def price(value: float | None) -> str:
-    """A price with as many decimals as its size needs: 97,412.5, 3.4521, 0.0000123."""
+    """A price as the pages write it (maps.templatetags.liq.price): 97,412.5, 3,312.45, 1.4521,
+    0.0000123."""
     if value is None:
         return "—"
     value = float(value)
     magnitude = abs(value)
-    if magnitude >= 1000:
+    if magnitude >= 10_000:
         return f"{value:,.1f}"
-    if magnitude >= 1:
-        return f"{value:,.4f}".rstrip("0").rstrip(".")
+    if magnitude >= 10:
+        return f"{value:,.2f}"
+    if magnitude >= 0.1:
+        return f"{value:,.4f}"
     if magnitude == 0:
         return "0"
     return f"{value:.8f}".rstrip("0").rstrip(".")

@@ -221,7 +221,8 @@ def _alert_fire(alert: Alert, fired: Observation) -> AlertEvent | None:
     Notification.objects.create(
         user=user,
         event=event,
-        title=f"{market.symbol} on {market.exchange.name}: {alert.get_kind_display().lower()}",
+        title=f"{market.symbol} on {market.exchange.name}: {alert.get_kind_display().lower()}"
+        f"{' (demo data)' if market.is_demo else ''}",
         body=fired.message[:500],
         url=market.get_absolute_url(),
     )

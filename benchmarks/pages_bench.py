@@ -1,4 +1,5 @@
-"""Pages benchmark: the pair page, its proximity widget, its chart data and the API under load.
+"""Pages benchmark: the pair page, its proximity widget, its chart data, the coin page's widget
+and the API under load.
 
 A throwaway PostgreSQL database (<name>_pages) gets the demo markets (`manage.py seed_demo`, 30
 days, every window computed); static files are collected into a temporary directory; gunicorn
@@ -43,6 +44,8 @@ ENDPOINTS = {
     "chart data": "/binance/btcusdt/charts.json?window=7d&side=both",
     "api clusters": "/api/v1/binance/btcusdt/clusters?window=7d",
     "api heatmap": "/api/v1/binance/btcusdt/heatmap?window=7d",
+    "coin widget": "/coin/btc/proximity/?window=7d",
+    "api coin clusters": "/api/v1/coin/btc/clusters?window=7d",
 }
 TARGETS_MS = {"pair page": 25.0, "proximity widget": 10.0}
 BUDGET_BYTES = 1_500_000

@@ -1,8 +1,9 @@
-"""The JSON and CSV API under /api/v1/ (see docs/api.md): the stored snapshots as they are.
+"""The JSON and CSV API under /api/v1/ (see docs/api.md): the stored snapshots as they are, and
+each coin's markets summed on one grid (the coin page's numbers).
 
-Every document names its market, window and times; USD amounts are rounded to cents. Bodies are
-built once per snapshot version, gzip-compressed and cached; clients get an ETag, Last-Modified
-and a max-age that ends when the next snapshot is expected.
+Every document names its market (or coin), window and times; USD amounts are rounded to cents.
+Bodies are built once per snapshot version, gzip-compressed and cached; clients get an ETag,
+Last-Modified and a max-age that ends when the next snapshot is expected.
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ import gzip
 import io
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cached_property
 
 import numpy as np
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -20,11 +23,21 @@ from django.urls import reverse
 from django.views.decorators.http import require_safe
 
 from maps import charts, pages
+from maps.engine.serialize import params_to_json
+from maps.engine.types import Result
 from maps.models import MapSnapshot, Market
 from maps.pages import BadQuery
-from maps.selectors import market_by_slugs, market_snapshot_light, snapshot_freshness
+from maps.selectors import (
+    Freshness,
+    market_by_slugs,
+    market_snapshot_light,
+    markets_for_listing,
+    snapshot_freshness,
+)
+from maps.services import coin_result
 
 FORMATS = ["json", "csv"]
+BODY_VERSION = 2  # names the shape of the cached bodies; bump it when a document changes
 KINDS = ("heatmap", "map", "clusters", "proximity")
 CLUSTER_FIELDS = (
     "side",
@@ -76,7 +89,7 @@ def markets_json(request: HttpRequest, rows: list[pages.ListingRow]) -> list[dic
                 **snapshot_times(row.snapshot, row.market),
                 "stale": row.freshness.stale,
                 "last_close": row.snapshot.last_close,
-                "proximity": row.snapshot.proximity,
+                "proximity": proximity_out(row.snapshot.proximity),
             }
         out.append(item)
     return out
@@ -109,10 +122,10 @@ def markets_csv(request: HttpRequest, rows: list[pages.ListingRow]) -> list[list
         if row.snapshot is None:
             table.append(line + [""] * 8)
             continue
-        below, above = row.below or {}, row.above or {}
+        below, above = cluster_out(row.below) or {}, cluster_out(row.above) or {}
         line += [iso(row.snapshot.as_of), row.snapshot.last_close]
-        line += [below.get("price_high"), below.get("distance_pct"), usd(below.get("notional_usd"))]
-        line += [above.get("price_low"), above.get("distance_pct"), usd(above.get("notional_usd"))]
+        line += [below.get("price_high"), below.get("distance_pct"), below.get("notional_usd")]
+        line += [above.get("price_low"), above.get("distance_pct"), above.get("notional_usd")]
         table.append(line)
     return table
 
@@ -162,6 +175,106 @@ def prices(values: np.ndarray) -> list:
     return [float(f"{v:.10g}") for v in np.asarray(values, dtype=np.float64).tolist()]
 
 
+def price_value(value: float | None) -> float | None:
+    return None if value is None else float(f"{float(value):.10g}")
+
+
+def ratio(value: float | None) -> float | None:
+    """A share or a percentage without float noise (8.9, not 8.900000000000002)."""
+    return None if value is None else round(float(value), 4)
+
+
+ROUNDING: dict[str, Callable[[float | None], float | None]] = {
+    "price_low": price_value,
+    "price_high": price_value,
+    "peak_price": price_value,
+    "notional_usd": usd,
+    "share": ratio,
+    "distance_pct": ratio,
+}
+
+
+def cluster_out(cluster: dict | None) -> dict | None:
+    """A cluster as documented: prices as written, USD in cents, share and distance to 4 places."""
+    if cluster is None:
+        return None
+    return {
+        key: ROUNDING[key](value) if key in ROUNDING else value for key, value in cluster.items()
+    }
+
+
+def proximity_out(proximity: dict) -> dict:
+    return {
+        **proximity,
+        "last_close": price_value(proximity.get("last_close")),
+        "long": cluster_out(proximity.get("long")),
+        "short": cluster_out(proximity.get("short")),
+    }
+
+
+@dataclass
+class Source:
+    """What a document is built from: one market's snapshot, or a coin's markets summed. The
+    arrays (with the bin `edges`) load on first use, so clusters and proximity never read them."""
+
+    load: Callable[[], dict[str, np.ndarray]]
+    bins: dict
+    leverages: list[float]
+    step_ms: int
+    clusters: list[dict]
+    proximity: dict
+
+    @cached_property
+    def arrays(self) -> dict[str, np.ndarray]:
+        return self.load()
+
+
+def snapshot_source(snapshot: MapSnapshot) -> Source:
+    return Source(
+        load=lambda: {**snapshot.arrays, "edges": snapshot.edges},
+        bins={
+            "start": snapshot.bin_start,
+            "width": snapshot.bin_width,
+            "count": snapshot.bin_count,
+        },
+        leverages=leverages(snapshot),
+        step_ms=snapshot.market.step_ms,
+        clusters=[cluster_out(c) for c in snapshot.clusters],
+        proximity=proximity_out(snapshot.proximity),
+    )
+
+
+def result_source(result: Result) -> Source:
+    """A coin's aggregate; its bins are the common grid of docs/model.md's aggregation."""
+    names = ("heat_times", "heat_long", "heat_short", "map_long", "map_short")
+    arrays = {name: getattr(result, name) for name in (*names, "cum_long", "cum_short", "edges")}
+    edges = result.edges
+    return Source(
+        load=lambda: arrays,
+        bins={
+            "start": price_value(edges[0]),
+            "width": price_value(edges[1] - edges[0]),
+            "count": len(edges) - 1,
+        },
+        leverages=[t["leverage"] for t in params_to_json(result.params)["tiers"]],
+        step_ms=result.step_ms,
+        clusters=[cluster_out(c) for c in result.clusters],
+        proximity=proximity_out(result.proximity),
+    )
+
+
+@dataclass(frozen=True)
+class Document:
+    """One answer: its header fields, how to build its source, and its cache identity."""
+
+    header: dict
+    source: Callable[[], Source | None]
+    version: str
+    freshness: Freshness
+    computed_at: datetime
+    filename: str
+
+
 def snapshot_view(kind: str) -> Callable[[HttpRequest, str, str], HttpResponse]:
     """The view for one kind of document about one market's snapshot."""
 
@@ -177,51 +290,122 @@ def snapshot_view(kind: str) -> Callable[[HttpRequest, str, str], HttpResponse]:
         snapshot = market_snapshot_light(market=market, window=window)
         if snapshot is None:
             return error(404, f"no data yet for {market.symbol} over {window}", window=window)
-        return snapshot_response(request, market, snapshot, kind, fmt)
+        return document_response(request, market_document(request, market, snapshot), kind, fmt)
 
     view.__name__ = f"{kind}_view"
     return view
 
 
-def snapshot_response(
-    request: HttpRequest, market: Market, snapshot: MapSnapshot, kind: str, fmt: str
+def market_document(request: HttpRequest, market: Market, snapshot: MapSnapshot) -> Document:
+    return Document(
+        header={
+            "market": market_json(request, market),
+            "window": snapshot.window,
+            **snapshot_times(snapshot, market),
+            "engine_version": snapshot.engine_version,
+            "last_close": snapshot.last_close,
+        },
+        source=lambda: snapshot_source(snapshot),
+        version=f"market:{pages.snapshot_version(snapshot)}",
+        freshness=snapshot_freshness(snapshot=snapshot, step_ms=market.step_ms),
+        computed_at=snapshot.computed_at,
+        filename=f"{market.exchange.slug}-{market.slug}-{snapshot.window}",
+    )
+
+
+def coin_view(kind: str) -> Callable[[HttpRequest, str], HttpResponse]:
+    """The view for one kind of document about a coin: its tracked markets summed on one grid."""
+
+    @require_safe
+    def view(request: HttpRequest, base: str) -> HttpResponse:
+        markets = markets_for_listing(base=base)
+        if not markets:
+            return error(404, f"no coin {base.upper()} is tracked here")
+        try:
+            window, fmt = pages.query_window(request), query_format(request)
+        except BadQuery as exc:
+            return error(400, str(exc), allowed=exc.allowed)
+        snapshots = pages.coin_snapshots(base=base, window=window)
+        if not snapshots:
+            coin = markets[0].base.upper()
+            return error(404, f"no data yet for {coin} over {window}", window=window)
+        document = coin_document(request, markets, snapshots)
+        return document_response(request, document, kind, fmt)
+
+    view.__name__ = f"coin_{kind}_view"
+    return view
+
+
+def coin_document(
+    request: HttpRequest, markets: list[Market], snapshots: list[MapSnapshot]
+) -> Document:
+    """The coin's header: its markets (those with a snapshot for the window are summed) and the
+    reference market whose last close and steps anchor the grid, as on the coin page."""
+    reference = pages.reference_snapshot(snapshots)
+    coin = markets[0].base.upper()
+    summed = {s.market_id for s in snapshots}
+    items = [{**market_json(request, m), "summed": m.pk in summed} for m in markets]
+    window = reference.window
+    url = request.build_absolute_uri(reverse("maps:coin", args=[coin.lower()]))
+
+    def source() -> Source | None:
+        result = coin_result(snapshots=pages.with_arrays(snapshots))
+        return None if result is None else result_source(result)
+
+    return Document(
+        header={
+            "coin": {"base": coin, "is_demo": any(m.is_demo for m in markets), "url": url},
+            "markets": items,
+            "reference": f"{reference.market.exchange.slug}/{reference.market.slug}",
+            "window": window,
+            **snapshot_times(reference, reference.market),
+            "computed_at": iso(max(s.computed_at for s in snapshots)),
+            "engine_version": reference.engine_version,
+            "last_close": reference.last_close,
+        },
+        source=source,
+        version=f"coin:{pages.coin_version(snapshots)}",
+        freshness=snapshot_freshness(snapshot=reference, step_ms=reference.market.step_ms),
+        computed_at=max(s.computed_at for s in snapshots),
+        filename=f"coin-{coin.lower()}-{window}",
+    )
+
+
+def document_response(
+    request: HttpRequest, document: Document, kind: str, fmt: str
 ) -> HttpResponse:
-    version = pages.snapshot_version(snapshot)
     base_url = request.build_absolute_uri("/")
 
     def build() -> bytes:
+        source = document.source()
+        if source is None:
+            return b""
         if fmt == "csv":
-            body = csv_text(CSV_BUILDERS[kind](snapshot))
+            body = csv_text(CSV_BUILDERS[kind](source))
         else:
-            document = {
-                "market": market_json(request, market),
-                "window": snapshot.window,
-                **snapshot_times(snapshot, market),
-                "engine_version": snapshot.engine_version,
-                "last_close": snapshot.last_close,
-                **JSON_BUILDERS[kind](snapshot),
-            }
-            body = json.dumps(document, separators=(",", ":"))
+            body = json.dumps(
+                {**document.header, **JSON_BUILDERS[kind](source)}, separators=(",", ":")
+            )
         return gzip.compress(body.encode(), compresslevel=6)
 
-    payload = charts.cached(f"api:{version}:{kind}:{fmt}:{base_url}", build)
+    key = f"api:v{BODY_VERSION}:{document.version}:{kind}:{fmt}:{base_url}"
+    payload = charts.cached(key, build)
+    if not payload:
+        window = document.header["window"]
+        return error(404, f"the markets cannot be summed on one grid over {window}", window=window)
     content_type = "text/csv; charset=utf-8" if fmt == "csv" else "application/json"
-    freshness = snapshot_freshness(snapshot=snapshot, step_ms=market.step_ms)
     response = pages.compressed_response(
         request,
         payload,
         content_type,
-        {"public": True, "max_age": freshness.max_age},
-        last_modified=snapshot.computed_at,
+        {"public": True, "max_age": document.freshness.max_age},
+        last_modified=document.computed_at,
     )
     if fmt == "csv":
-        name = f"{market.exchange.slug}-{market.slug}-{snapshot.window}-{kind}.csv"
-        response.headers["Content-Disposition"] = f'inline; filename="{name}"'
+        response.headers["Content-Disposition"] = (
+            f'inline; filename="{document.filename}-{kind}.csv"'
+        )
     return response
-
-
-def bins_json(snapshot: MapSnapshot) -> dict:
-    return {"start": snapshot.bin_start, "width": snapshot.bin_width, "count": snapshot.bin_count}
 
 
 def leverages(snapshot: MapSnapshot) -> list[float]:
@@ -229,22 +413,22 @@ def leverages(snapshot: MapSnapshot) -> list[float]:
     return [t["leverage"] for t in tiers]
 
 
-def heatmap_json(snapshot: MapSnapshot) -> dict:
-    arrays = snapshot.arrays
+def heatmap_json(source: Source) -> dict:
+    arrays = source.arrays
     return {
-        "step_ms": snapshot.market.step_ms,
-        "bins": bins_json(snapshot),
-        "times": arrays["heat_times"].tolist(),
+        "step_ms": source.step_ms,
+        "bins": source.bins,
+        "times": np.asarray(arrays["heat_times"]).tolist(),
         "long": cents(arrays["heat_long"]),
         "short": cents(arrays["heat_short"]),
     }
 
 
-def map_json(snapshot: MapSnapshot) -> dict:
-    arrays = snapshot.arrays
+def map_json(source: Source) -> dict:
+    arrays = source.arrays
     return {
-        "bins": bins_json(snapshot),
-        "leverages": leverages(snapshot),
+        "bins": source.bins,
+        "leverages": source.leverages,
         "long": cents(arrays["map_long"]),
         "short": cents(arrays["map_short"]),
         "long_total": cents(arrays["map_long"].sum(0)),
@@ -254,24 +438,27 @@ def map_json(snapshot: MapSnapshot) -> dict:
     }
 
 
-def clusters_json(snapshot: MapSnapshot) -> dict:
-    return {"clusters": snapshot.clusters}
+def clusters_json(source: Source) -> dict:
+    return {"clusters": source.clusters}
 
 
-def proximity_json(snapshot: MapSnapshot) -> dict:
-    return {"proximity": snapshot.proximity}
+def proximity_json(source: Source) -> dict:
+    return {"proximity": source.proximity}
 
 
-def heatmap_csv(snapshot: MapSnapshot) -> list[list]:
-    """One row per non-empty cell: the column's time, the bin's price range, both sides."""
-    arrays = snapshot.arrays
+def heatmap_csv(source: Source) -> list[list]:
+    """One row per cell with at least a cent on a side: the column's time, the bin's price range,
+    both sides."""
+    arrays = source.arrays
     long, short = arrays["heat_long"], arrays["heat_short"]
-    edges = prices(snapshot.edges)
-    times = arrays["heat_times"].tolist()
+    edges = prices(arrays["edges"])
+    times = np.asarray(arrays["heat_times"]).tolist()
     stamps = [iso(datetime.fromtimestamp(ms / 1000, tz=UTC)) for ms in times]
-    cols, cells = np.nonzero((long > 0) | (short > 0))
-    long_usd = np.round(long[cols, cells].astype(np.float64), 2).tolist()
-    short_usd = np.round(short[cols, cells].astype(np.float64), 2).tolist()
+    long_cents = np.round(np.asarray(long, dtype=np.float64), 2)
+    short_cents = np.round(np.asarray(short, dtype=np.float64), 2)
+    cols, cells = np.nonzero((long_cents > 0) | (short_cents > 0))
+    long_usd = long_cents[cols, cells].tolist()
+    short_usd = short_cents[cols, cells].tolist()
     table: list[list] = [["time", "time_ms", "price_low", "price_high", "long_usd", "short_usd"]]
     table += [
         [stamps[c], times[c], edges[b], edges[b + 1], lo, sh]
@@ -280,13 +467,13 @@ def heatmap_csv(snapshot: MapSnapshot) -> list[list]:
     return table
 
 
-def map_csv(snapshot: MapSnapshot) -> list[list]:
-    arrays = snapshot.arrays
-    names = [f"{lev:g}x" for lev in leverages(snapshot)]
+def map_csv(source: Source) -> list[list]:
+    arrays = source.arrays
+    names = [f"{lev:g}x" for lev in source.leverages]
     header = ["price_low", "price_high"]
     header += [f"long_{n}" for n in names] + [f"short_{n}" for n in names]
     header += ["long_total", "short_total", "cum_long", "cum_short"]
-    edges = prices(snapshot.edges)
+    edges = prices(arrays["edges"])
     columns = [edges[:-1], edges[1:]]
     columns += [cents(row) for row in arrays["map_long"]]
     columns += [cents(row) for row in arrays["map_short"]]
@@ -295,15 +482,15 @@ def map_csv(snapshot: MapSnapshot) -> list[list]:
     return [header, *map(list, zip(*columns, strict=True))]
 
 
-def clusters_csv(snapshot: MapSnapshot) -> list[list]:
+def clusters_csv(source: Source) -> list[list]:
     table: list[list] = [["rank", *CLUSTER_FIELDS]]
-    for rank, cluster in enumerate(snapshot.clusters, start=1):
+    for rank, cluster in enumerate(source.clusters, start=1):
         table.append([rank, *(cluster.get(name) for name in CLUSTER_FIELDS)])
     return table
 
 
-def proximity_csv(snapshot: MapSnapshot) -> list[list]:
-    p = snapshot.proximity
+def proximity_csv(source: Source) -> list[list]:
+    p = source.proximity
     fields = CLUSTER_FIELDS[1:]
     summary = [p.get("last_close"), p.get("nearer"), p.get("larger"), p.get("magnet")]
     table: list[list] = [["side", *fields, "last_close", "nearer", "larger", "magnet", "direction"]]
@@ -344,3 +531,7 @@ heatmap = snapshot_view("heatmap")
 map_view = snapshot_view("map")
 clusters = snapshot_view("clusters")
 proximity = snapshot_view("proximity")
+coin_heatmap = coin_view("heatmap")
+coin_map = coin_view("map")
+coin_clusters = coin_view("clusters")
+coin_proximity = coin_view("proximity")

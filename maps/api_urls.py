@@ -1,4 +1,5 @@
-"""The API: /api/v1/markets/ and /api/v1/<exchange>/<symbol>/heatmap|map|clusters|proximity."""
+"""The API: /api/v1/markets/, /api/v1/<exchange>/<symbol>/heatmap|map|clusters|proximity and
+/api/v1/coin/<base>/heatmap|map|clusters|proximity ("coin" is never an exchange's name)."""
 
 from __future__ import annotations
 
@@ -14,4 +15,8 @@ urlpatterns = [
     path("<exchange:exchange>/<symbol:symbol>/map", api.map_view, name="map"),
     path("<exchange:exchange>/<symbol:symbol>/clusters", api.clusters, name="clusters"),
     path("<exchange:exchange>/<symbol:symbol>/proximity", api.proximity, name="proximity"),
+    path("coin/<symbol:base>/heatmap", api.coin_heatmap, name="coin_heatmap"),
+    path("coin/<symbol:base>/map", api.coin_map, name="coin_map"),
+    path("coin/<symbol:base>/clusters", api.coin_clusters, name="coin_clusters"),
+    path("coin/<symbol:base>/proximity", api.coin_proximity, name="coin_proximity"),
 ]

@@ -29,6 +29,7 @@ from bokeh.models import (
     CustomJSHover,
     CustomJSTickFormatter,
     HoverTool,
+    InlineStyleSheet,
     LinearAxis,
     LogColorMapper,
     LogTicker,
@@ -43,7 +44,7 @@ from django.core.cache import cache
 from maps.engine.types import Result
 
 T = TypeVar("T")
-CHARTS_VERSION = 1
+CHARTS_VERSION = 2
 CROP_PCT = 0.12
 MAX_ROWS = 360
 MAX_COLUMNS = 300
@@ -52,6 +53,7 @@ MAX_PRICE_POINTS = 1500
 LOW_PERCENTILE = 40.0
 HIGH_PERCENTILE = 99.7
 MAP_WIDTH = 340
+NARROW_PX = 720
 CACHE_SECONDS = 900
 SIDES = ("both", "long", "short")
 
@@ -486,14 +488,26 @@ def _span_label(ms: float) -> str:
     return f"{minutes} min" if minutes < 120 else f"{minutes / 60:g} h"
 
 
+NARROW_CSS = (
+    f"@media (max-width: {NARROW_PX}px) {{ :host {{ flex-wrap: wrap !important; }} "
+    ":host > .chart-wide { flex-basis: 100% !important; } "
+    ":host > .chart-spacer { display: none !important; } }"
+)
+
+
 def chart_layout(data: PlotData, side: str, title: str):
+    """The heatmap with the map at its right and the liquidations below; on a narrow screen the
+    rows wrap, so the heatmap takes the whole width and the map comes under it."""
     heat = heatmap_figure(data, side, title)
     liq = liquidations_figure(data, heat.x_range)
     side_map = map_figure(data, side, heat.y_range)
-    spacer = Spacer(width=MAP_WIDTH, height=liq.height)
+    spacer = Spacer(width=MAP_WIDTH, height=liq.height, css_classes=["chart-spacer"])
+    heat.css_classes = ["chart-wide"]
+    liq.css_classes = ["chart-wide"]
+    wrap = InlineStyleSheet(css=NARROW_CSS)
     return column(
-        row(heat, side_map, sizing_mode="stretch_width"),
-        row(liq, spacer, sizing_mode="stretch_width"),
+        row(heat, side_map, sizing_mode="stretch_width", stylesheets=[wrap]),
+        row(liq, spacer, sizing_mode="stretch_width", stylesheets=[wrap]),
         sizing_mode="stretch_width",
     )
 

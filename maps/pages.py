@@ -141,6 +141,7 @@ def listing_context(request: HttpRequest, *, window: str, exchange=None) -> dict
     return {
         "window": window,
         "rows": rows,
+        "all_demo": bool(rows) and all(row.market.is_demo for row in rows),
         "group_by_coin": exchange is None,
         "window_links": window_links(path, window, {}),
         "table_url": f"{reverse('maps:markets_table')}?{urlencode(query)}",
@@ -233,7 +234,7 @@ def pair_view(request: HttpRequest, *, market: Market, window: str, side: str) -
     summary = charts.cached(
         f"pair:{version}", lambda: charts.result_summary(snapshot_to_result(snapshot))
     )
-    charts_query = urlencode({"window": window, "side": side, "v": version})
+    charts_query = urlencode({"window": window, "side": side, "v": charts_version(version)})
     calibration = market_latest_calibration(market=market)
     context.update(
         snapshot=snapshot,
@@ -246,7 +247,7 @@ def pair_view(request: HttpRequest, *, market: Market, window: str, side: str) -
         version=version,
         charts_url=f"{reverse('maps:pair_charts', args=[market.exchange.slug, market.slug])}"
         f"?{charts_query}",
-        proximity_url=proximity_url(market, window, version),
+        proximity_url=proximity_url(market, window, side, version),
         api_urls=api_urls(market, window),
     )
     return view
@@ -266,9 +267,15 @@ def side_clusters(clusters: list[dict], side: str) -> list[dict]:
     return [c for c in clusters if side == "both" or c["side"] == side]
 
 
-def proximity_url(market: Market, window: str, version: str) -> str:
+def view_query(window: str, side: str, **extra: str) -> str:
+    """The query string of a view; the default side is left out."""
+    query = {"window": window} if side == "both" else {"window": window, "side": side}
+    return urlencode({**query, **extra})
+
+
+def proximity_url(market: Market, window: str, side: str, version: str) -> str:
     url = reverse("maps:pair_proximity", args=[market.exchange.slug, market.slug])
-    return f"{url}?{urlencode({'window': window, 'v': version})}"
+    return f"{url}?{view_query(window, side, v=version)}"
 
 
 def api_urls(market: Market, window: str) -> dict:
@@ -279,22 +286,57 @@ def api_urls(market: Market, window: str) -> dict:
     }
 
 
-def proximity_context(request: HttpRequest, *, market: Market, window: str, shown: str) -> dict:
-    """The widget: the snapshot's proximity, its age, and whether it is newer than the page's."""
+def coin_api_urls(base: str, window: str) -> dict:
+    return {
+        kind: f"{reverse(f'api:coin_{kind}', args=[base])}?window={window}"
+        for kind in ("heatmap", "map", "clusters", "proximity")
+    }
+
+
+def widget_context(
+    request: HttpRequest,
+    *,
+    proximity: dict,
+    freshness: Freshness,
+    version: str,
+    shown: str,
+    urls: tuple[str, str],
+    query: tuple[str, str],
+) -> dict:
+    """The proximity widget's context. `urls` are the widget's and the page's paths, `query` the
+    window and side; `shown` is the snapshot version the page was drawn from ('' when unknown)."""
+    widget_path, page_path = urls
+    window, side = query
+    return {
+        "proximity": proximity,
+        "freshness": freshness,
+        "proximity_url": f"{widget_path}?{view_query(window, side, v=shown or version)}",
+        "newer": bool(shown) and shown != version,
+        "refresh_seconds": refresh_seconds(),
+        "reload_url": request.build_absolute_uri(f"{page_path}?{view_query(window, side)}"),
+    }
+
+
+def proximity_context(
+    request: HttpRequest, *, market: Market, window: str, side: str, shown: str
+) -> dict:
+    """The pair's widget: the snapshot's proximity, its age, and whether it is newer than the
+    page's."""
     snapshot = market_snapshot_light(market=market, window=window)
     context = {"market": market, "window": window, "snapshot": snapshot}
     if snapshot is None:
         return context
-    version = snapshot_version(snapshot)
+    widget_path = reverse("maps:pair_proximity", args=[market.exchange.slug, market.slug])
     context.update(
-        proximity=snapshot.proximity,
-        freshness=snapshot_freshness(snapshot=snapshot, step_ms=market.step_ms),
-        proximity_url=proximity_url(market, window, shown or version),
-        newer=bool(shown) and shown != version,
-        refresh_seconds=refresh_seconds(),
-        reload_url=request.build_absolute_uri(
-            f"{market.get_absolute_url()}?{urlencode({'window': window})}"
-        ),
+        widget_context(
+            request,
+            proximity=snapshot.proximity,
+            freshness=snapshot_freshness(snapshot=snapshot, step_ms=market.step_ms),
+            version=snapshot_version(snapshot),
+            shown=shown,
+            urls=(widget_path, market.get_absolute_url()),
+            query=(window, side),
+        )
     )
     return context
 
@@ -342,9 +384,15 @@ def page_cache_headers(
     return response
 
 
+def charts_version(version: str) -> str:
+    """What the chart URL's `v` names: the data's version and the drawing code's, so a new
+    layout reaches browsers that keep the old JSON."""
+    return f"{version}~{charts.CHARTS_VERSION}"
+
+
 def chart_response(request: HttpRequest, payload: bytes, *, version: str) -> HttpResponse:
     """Chart JSON. A URL naming the current version never changes, so it may be kept long."""
-    if request.GET.get("v") == version:
+    if request.GET.get("v") == charts_version(version):
         cache_control = {"public": True, "max_age": 31_536_000, "immutable": True}
     else:
         cache_control = {"public": True, "max_age": 60}
@@ -510,7 +558,7 @@ def coin_view(
     bundle = coin_bundle(snapshots)
     if bundle is None:
         return view
-    charts_query = urlencode({"window": window, "side": side, "v": version})
+    charts_query = urlencode({"window": window, "side": side, "v": charts_version(version)})
     context.update(
         bundle=bundle,
         reference=reference,
@@ -519,8 +567,38 @@ def coin_view(
         proximity=bundle.proximity,
         summary=bundle.summary,
         charts_url=f"{reverse('maps:coin_charts', args=[base])}?{charts_query}",
+        proximity_url=f"{reverse('maps:coin_proximity', args=[base])}?"
+        f"{view_query(window, side, v=version)}",
+        refresh_seconds=refresh_seconds(),
+        api_urls=coin_api_urls(base, window),
     )
     return view
+
+
+def coin_proximity_context(
+    request: HttpRequest, *, base: str, window: str, side: str, shown: str
+) -> dict:
+    """The coin's widget: the aggregate's proximity (the page's numbers), the reference market's
+    age, and whether the markets have a newer map than the page's."""
+    snapshots = coin_snapshots(base=base, window=window)
+    bundle = coin_bundle(snapshots) if snapshots else None
+    context: dict = {"window": window, "snapshot": None}
+    if bundle is None:
+        return context
+    reference = reference_snapshot(snapshots)
+    context["snapshot"] = reference
+    context.update(
+        widget_context(
+            request,
+            proximity=bundle.proximity,
+            freshness=snapshot_freshness(snapshot=reference, step_ms=reference.market.step_ms),
+            version=coin_version(snapshots),
+            shown=shown,
+            urls=(reverse("maps:coin_proximity", args=[base]), reverse("maps:coin", args=[base])),
+            query=(window, side),
+        )
+    )
+    return context
 
 
 def coin_charts_response(

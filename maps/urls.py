@@ -44,6 +44,7 @@ urlpatterns = [
     path("api/", views.api_docs, name="api_docs"),
     path("coin/", views.coins, name="coins"),
     path("coin/<symbol:base>/", views.coin, name="coin"),
+    path("coin/<symbol:base>/proximity/", views.coin_proximity, name="coin_proximity"),
     path("coin/<symbol:base>/charts.json", views.coin_charts, name="coin_charts"),
     path("<exchange:exchange>/", views.exchange, name="exchange"),
     path("<exchange:exchange>/<symbol:symbol>/", views.pair, name="pair"),

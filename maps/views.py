@@ -97,11 +97,11 @@ def pair_proximity(request: HttpRequest, exchange: str, symbol: str) -> HttpResp
     """The proximity widget alone (the pair page polls it every 15 seconds)."""
     market = pages.market_or_404(exchange=exchange.lower(), symbol=symbol.lower())
     try:
-        window = pages.query_window(request)
+        window, side = pages.query_window(request), pages.query_side(request)
     except BadQuery as exc:
         return bad_request(request, exc)
     context = pages.proximity_context(
-        request, market=market, window=window, shown=request.GET.get("v", "")
+        request, market=market, window=window, side=side, shown=request.GET.get("v", "")
     )
     return pages.revalidate(render(request, "maps/_proximity.html", context))
 
@@ -145,6 +145,20 @@ def coin(request: HttpRequest, base: str) -> HttpResponse:
 
 
 @require_safe
+def coin_proximity(request: HttpRequest, base: str) -> HttpResponse:
+    """The coin's proximity widget alone (the coin page polls it every 15 seconds)."""
+    pages.coin_markets_or_404(base=base.lower())
+    try:
+        window, side = pages.query_window(request), pages.query_side(request)
+    except BadQuery as exc:
+        return bad_request(request, exc)
+    context = pages.coin_proximity_context(
+        request, base=base.lower(), window=window, side=side, shown=request.GET.get("v", "")
+    )
+    return pages.revalidate(render(request, "maps/_proximity.html", context))
+
+
+@require_safe
 def coin_charts(request: HttpRequest, base: str) -> HttpResponse:
     markets = pages.coin_markets_or_404(base=base.lower())
     try:
@@ -181,10 +195,12 @@ def api_docs(request: HttpRequest) -> HttpResponse:
 
 
 def bad_request(request: HttpRequest, error: BadQuery) -> HttpResponse:
+    """A 400 naming the allowed values, each linked with the rest of the query kept."""
+    rest = {k: v for k, v in request.GET.items() if k not in (error.name, "v")}
     context = {
         "message": str(error),
         "allowed": [
-            {"value": value, "url": f"{request.path}?{urlencode({error.name: value})}"}
+            {"value": value, "url": f"{request.path}?{urlencode({**rest, error.name: value})}"}
             for value in error.allowed
         ],
         "page_title": f"Bad request — {settings.SITE_NAME}",

@@ -96,6 +96,36 @@ def test_it_fires_a_proximity_alert_when_price_comes_near_a_big_cluster(watch, s
     assert "BTCUSDT" in mail.outbox[0].subject
 
 
+def test_it_says_when_a_fired_alert_is_about_demo_data(
+    user_factory, market_factory, snapshot_factory
+):
+    demo = WatchlistItem.objects.create(
+        user=user_factory(), market=market_factory("ETHUSDT", is_demo=True)
+    )
+    proximity_alert(demo)
+    snapshot_factory(demo.market, clusters=NEAR_LONG, as_of=T0)
+
+    check(demo.market, T0)
+
+    notification = Notification.objects.get(user=demo.user)
+    assert notification.title == "ETHUSDT on Binance: price near a cluster (demo data)"
+    assert mail.outbox[0].subject.endswith("(demo data)")
+    assert "simulated demo data" in mail.outbox[0].body
+
+
+def test_it_keeps_real_markets_alerts_unmarked(watch, snapshot_factory):
+    proximity_alert(watch)
+    snapshot_factory(watch.market, clusters=NEAR_LONG, as_of=T0)
+
+    check(watch.market, T0)
+
+    assert Notification.objects.get(user=watch.user).title == (
+        "BTCUSDT on Binance: price near a cluster"
+    )
+    assert "demo" not in mail.outbox[0].subject
+    assert "demo" not in mail.outbox[0].body
+
+
 @pytest.mark.parametrize(
     ("extra", "clusters"),
     [

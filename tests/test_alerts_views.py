@@ -291,3 +291,46 @@ def test_it_shows_the_badge_and_menu_in_the_nav(alice, rf):
     assert reverse("accounts:profile") in html
     assert f'action="{reverse("accounts:logout")}"' in html
     assert "csrfmiddlewaretoken" in html
+
+
+def test_it_refreshes_the_unread_count_on_the_notifications_page(alice):
+    notify(alice)
+    notify(alice)
+
+    body = client_for(alice).get(reverse("accounts:notifications")).content.decode()
+
+    assert '<p id="notifications-unread"' in body
+    assert 'hx-trigger="notifications-changed from:body"' in body
+    assert 'hx-select="#notifications-unread"' in body
+    assert "2 unread." in body
+
+
+@pytest.mark.parametrize(
+    ("name", "title"),
+    [
+        ("accounts:login", "Log in — liqsite"),
+        ("accounts:signup", "Sign up — liqsite"),
+        ("accounts:password_reset", "Reset password — liqsite"),
+    ],
+)
+def test_it_names_the_site_in_account_page_titles(client, db, name, title):
+    assert f"<title>{title}</title>" in client.get(reverse(name)).content.decode()
+
+
+def test_it_names_the_site_in_signed_in_page_titles(alice):
+    client = client_for(alice)
+    for name, title in [
+        ("accounts:watchlist", "Your watchlist — liqsite"),
+        ("accounts:alerts", "Your alerts — liqsite"),
+        ("accounts:notifications", "Notifications — liqsite"),
+        ("accounts:profile", "Your profile — liqsite"),
+    ]:
+        assert f"<title>{title}</title>" in client.get(reverse(name)).content.decode()
+
+
+def test_it_labels_a_demo_market_on_the_alert_form(alice, market_factory):
+    demo = WatchlistItem.objects.create(user=alice, market=market_factory("ETHUSDT", is_demo=True))
+
+    body = client_for(alice).get(reverse("accounts:alert_create", args=[demo.pk])).content.decode()
+
+    assert "badge--demo" in body

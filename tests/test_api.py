@@ -11,7 +11,11 @@ import numpy as np
 import pytest
 from django.core.cache import cache
 from django.urls import reverse
+from django.utils import timezone
 
+from maps import api
+from maps.models import MapSnapshot
+from maps.services import coin_result
 from maps.templatetags.liq import usd
 
 pytestmark = pytest.mark.django_db
@@ -52,7 +56,7 @@ def test_it_lists_markets_with_their_latest_snapshot(client, btc, market_factory
     assert btc_item["url"] == "http://testserver/binance/btcusdt/"
     assert btc_item["api"]["heatmap"] == "http://testserver/api/v1/binance/btcusdt/heatmap"
     assert btc_item["snapshot"]["last_close"] == snapshot.last_close
-    assert btc_item["snapshot"]["proximity"] == snapshot.proximity
+    assert btc_item["snapshot"]["proximity"] == api.proximity_out(snapshot.proximity)
     assert btc_item["snapshot"]["stale"] is False
     assert by_symbol["XRPUSDT"]["snapshot"] is None
 
@@ -88,8 +92,10 @@ def test_it_serves_the_heatmap_as_csv_of_nonzero_cells(client, btc):
     table = rows(api_get(client, "heatmap", btc, window="12h", format="csv"))
     assert table[0] == ["time", "time_ms", "price_low", "price_high", "long_usd", "short_usd"]
     arrays = snapshot.arrays
-    nonzero = int(((arrays["heat_long"] > 0) | (arrays["heat_short"] > 0)).sum())
-    assert len(table) - 1 == nonzero
+    long = np.round(arrays["heat_long"].astype(np.float64), 2)
+    short = np.round(arrays["heat_short"].astype(np.float64), 2)
+    assert len(table) - 1 == int(((long > 0) | (short > 0)).sum())
+    assert all(float(r[4]) > 0 or float(r[5]) > 0 for r in table[1:])
     total = sum(float(r[4]) + float(r[5]) for r in table[1:])
     expected = float(arrays["heat_long"].sum() + arrays["heat_short"].sum())
     assert total == pytest.approx(expected, rel=1e-4)
@@ -117,7 +123,10 @@ def test_it_serves_the_map_as_csv(client, btc):
 def test_it_serves_the_same_clusters_as_the_page(client, btc):
     snapshot = btc.snapshots.get(window="7d")
     document = api_get(client, "clusters", btc).json()
-    assert document["clusters"] == snapshot.clusters
+    assert document["clusters"] == [api.cluster_out(c) for c in snapshot.clusters]
+    for served, stored in zip(document["clusters"], snapshot.clusters, strict=True):
+        assert served["notional_usd"] == pytest.approx(stored["notional_usd"], abs=0.005)
+        assert served["price_low"] == pytest.approx(stored["price_low"], rel=1e-9)
     page = client.get(btc.get_absolute_url()).content.decode()
     for cluster in document["clusters"]:
         assert usd(cluster["notional_usd"]) in page
@@ -143,7 +152,7 @@ def test_it_serves_clusters_as_csv(client, btc):
 def test_it_serves_the_same_proximity_as_the_widget(client, btc):
     snapshot = btc.snapshots.get(window="24h")
     document = api_get(client, "proximity", btc, window="24h").json()
-    assert document["proximity"] == snapshot.proximity
+    assert document["proximity"] == api.proximity_out(snapshot.proximity)
     widget = client.get(
         reverse("maps:pair_proximity", args=["binance", "btcusdt"]), {"window": "24h"}
     ).content.decode()
@@ -211,3 +220,148 @@ def test_it_gzips_api_responses(client, btc):
 def test_it_names_the_csv_file(client, btc):
     response = api_get(client, "map", btc, window="24h", format="csv")
     assert 'filename="binance-btcusdt-24h-map.csv"' in response["Content-Disposition"]
+
+
+def test_it_rounds_clusters_as_documented(client, btc):
+    MapSnapshot.objects.filter(market=btc, window="7d").update(
+        clusters=[
+            {
+                "side": "short",
+                "price_low": 70859.04609999999,
+                "price_high": 71768.3922,
+                "peak_price": 71453.61855,
+                "notional_usd": 423453412.7441,
+                "share": 0.15260000000000001,
+                "distance_pct": 1.2999999999999932,
+            }
+        ]
+    )
+    [cluster] = api_get(client, "clusters", btc).json()["clusters"]
+    assert cluster == {
+        "side": "short",
+        "price_low": 70859.0461,
+        "price_high": 71768.3922,
+        "peak_price": 71453.61855,
+        "notional_usd": 423453412.74,
+        "share": 0.1526,
+        "distance_pct": 1.3,
+    }
+
+
+# Coins: every tracked market of a coin summed on one grid.
+
+
+@pytest.fixture
+def btc_everywhere(tracked_market):
+    return [
+        tracked_market("BTCUSDT", "binance", seed=1, is_demo=True),
+        tracked_market("BTCUSDT", "bybit", seed=2, price=60_050.0, is_demo=True),
+    ]
+
+
+def coin_get(client, kind: str, base: str = "btc", **query):
+    return client.get(reverse(f"api:coin_{kind}", args=[base]), query)
+
+
+def coin_aggregate(window: str = "7d"):
+    snapshots = list(
+        MapSnapshot.objects.filter(market__base="BTC", window=window)
+        .select_related("market__exchange")
+        .order_by("market__exchange__name", "market__symbol")
+    )
+    return coin_result(snapshots=snapshots)
+
+
+def test_it_serves_a_coins_clusters_and_proximity_as_the_coin_page(client, btc_everywhere):
+    result = coin_aggregate()
+    clusters = coin_get(client, "clusters").json()
+    proximity = coin_get(client, "proximity").json()
+    assert clusters["clusters"] == [api.cluster_out(c) for c in result.clusters]
+    assert proximity["proximity"] == api.proximity_out(result.proximity)
+    assert clusters["coin"] == {
+        "base": "BTC",
+        "is_demo": True,
+        "url": "http://testserver/coin/btc/",
+    }
+    assert [(m["exchange"], m["summed"]) for m in clusters["markets"]] == [
+        ("binance", True),
+        ("bybit", True),
+    ]
+    assert clusters["window"] == "7d"
+    assert clusters["last_close"] == result.last_close
+    page = client.get(reverse("maps:coin", args=["btc"])).content.decode()
+    for cluster in clusters["clusters"]:
+        assert usd(cluster["notional_usd"]) in page
+    for side in ("long", "short"):
+        if proximity["proximity"][side]:
+            assert usd(proximity["proximity"][side]["notional_usd"]) in page
+
+
+def test_it_sums_a_coins_map_over_its_markets(client, btc_everywhere):
+    document = coin_get(client, "map").json()
+    markets = MapSnapshot.objects.filter(market__base="BTC", window="7d")
+    expected = sum(float(s.arrays["map_long"].sum()) for s in markets)
+    assert sum(document["long_total"]) == pytest.approx(expected, rel=1e-6)
+    assert document["leverages"] == [5, 10, 25, 50, 100]
+    assert len(document["long"]) == 5
+    assert all(len(tier) == document["bins"]["count"] for tier in document["long"])
+    table = rows(coin_get(client, "map", format="csv"))
+    assert table[0][:3] == ["price_low", "price_high", "long_5x"]
+    assert len(table) - 1 == document["bins"]["count"]
+
+
+def test_it_serves_a_coins_heatmap_on_the_reference_columns(client, btc_everywhere):
+    result = coin_aggregate("24h")
+    document = coin_get(client, "heatmap", window="24h").json()
+    assert document["times"] == result.heat_times.tolist()
+    np.testing.assert_allclose(document["long"], result.heat_long, atol=0.006)
+    response = coin_get(client, "heatmap", window="24h", format="csv")
+    assert 'filename="coin-btc-24h-heatmap.csv"' in response["Content-Disposition"]
+    assert rows(response)[0] == [
+        "time",
+        "time_ms",
+        "price_low",
+        "price_high",
+        "long_usd",
+        "short_usd",
+    ]
+
+
+def test_it_accepts_any_case_for_a_coin(client, btc_everywhere):
+    assert client.get("/api/v1/coin/BTC/proximity").status_code == 200
+
+
+def test_it_gives_404_for_an_unknown_coin(client, btc_everywhere):
+    response = coin_get(client, "map", base="doge")
+    assert response.status_code == 404
+    assert response.json()["error"] == "no coin DOGE is tracked here"
+
+
+def test_it_gives_404_before_a_coins_first_snapshot(client, market_factory):
+    market_factory("XRPUSDT", "binance")
+    response = coin_get(client, "clusters", base="xrp")
+    assert response.status_code == 404
+    assert response.json() == {"error": "no data yet for XRP over 7d", "window": "7d"}
+
+
+def test_it_rejects_bad_options_for_a_coin(client, btc_everywhere):
+    response = coin_get(client, "proximity", window="1w")
+    assert response.status_code == 400
+    assert response.json()["allowed"] == ["12h", "24h", "3d", "7d", "30d", "90d"]
+
+
+def test_it_sends_cache_headers_for_a_coin_and_a_new_etag_after_a_snapshot(client, btc_everywhere):
+    response = coin_get(client, "clusters")
+    assert "public" in response["Cache-Control"]
+    url = reverse("api:coin_clusters", args=["btc"])
+    assert client.get(url, HTTP_IF_NONE_MATCH=response["ETag"]).status_code == 304
+    snapshot = btc_everywhere[1].snapshots.get(window="7d")
+    MapSnapshot.objects.filter(pk=snapshot.pk).update(computed_at=timezone.now())
+    assert client.get(url, HTTP_IF_NONE_MATCH=response["ETag"]).status_code == 200
+
+
+def test_it_gzips_a_coins_documents(client, btc_everywhere):
+    url = reverse("api:coin_map", args=["btc"])
+    response = client.get(url, HTTP_ACCEPT_ENCODING="gzip")
+    assert response["Content-Encoding"] == "gzip"
+    assert json.loads(gzip.decompress(response.content))["coin"]["base"] == "BTC"

@@ -149,7 +149,9 @@ def test_it_signs_up_watches_a_market_and_gets_an_alert(page, market, tmp_path):
     item = page.locator(".notification").first
     expect(item).to_contain_text("BTCUSDT on Binance: price near a cluster")
     page.screenshot(path=tmp_path / "notifications.png", full_page=True)
+    expect(page.locator("#notifications-unread")).to_have_text("1 unread.")
     item.get_by_role("button", name="Mark read").click()
     expect(page.locator(".notification--unread")).to_have_count(0)
     expect(badge).to_have_count(0)
+    expect(page.locator("#notifications-unread")).to_have_text("All caught up.")
     assert Notification.objects.get(user=user).read_at is not None

@@ -203,6 +203,59 @@ def test_it_works_without_javascript_links(page, live_server, btc):
     assert page.title() == "BTCUSDT Binance liquidation heatmap (12h) — liqsite"
 
 
+@pytest.fixture
+def btc_everywhere(tracked_market):
+    windows = ("24h", "7d")
+    return [
+        tracked_market("BTCUSDT", "binance", seed=1, is_demo=True, windows=windows),
+        tracked_market("BTCUSDT", "bybit", seed=2, price=60_050.0, is_demo=True, windows=windows),
+    ]
+
+
+def test_it_swaps_the_coin_proximity_widget_in_place(page, live_server, btc_everywhere, settings):
+    settings.LIQSITE_REFRESH_SECONDS = 1
+    page.goto(f"{live_server.url}/coin/btc/?window=7d&side=both")
+    page.wait_for_selector(CHARTS_READY, timeout=20_000)
+    page.evaluate(
+        "window.__sameDocument = true; document.querySelector('#proximity').dataset.marker = 'x'"
+    )
+    assert "refreshes every 1 s" in page.inner_text("#proximity")
+    MapSnapshot.objects.filter(market=btc_everywhere[1], window="7d").update(
+        computed_at=timezone.now() + timedelta(seconds=1)
+    )
+    page.wait_for_function(
+        "() => !document.querySelector('#proximity').dataset.marker", timeout=10_000
+    )
+    page.wait_for_selector("#proximity .prox__newer", timeout=10_000)
+    reload = page.get_attribute("#proximity .prox__newer", "href")
+    assert reload == f"{live_server.url}/coin/btc/?window=7d"
+    assert page.evaluate("window.__sameDocument") is True
+    assert len(large_canvases(page)) >= 2
+    assert page.errors == []
+
+
+@pytest.mark.parametrize("path", ["/binance/btcusdt/?window=7d", "/", "/api/"])
+def test_it_fits_a_phone_screen(browser, live_server, btc, path):
+    phone = browser.new_context(viewport={"width": 390, "height": 844})
+    page = phone.new_page()
+    errors = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(f"{live_server.url}{path}")
+    if "btcusdt" in path:
+        page.wait_for_selector(CHARTS_READY, timeout=20_000)
+        page.wait_for_timeout(500)
+        boxes = [c.bounding_box() for c in page.locator(".charts__canvas canvas").all()]
+        widths = sorted(b["width"] for b in boxes if b and b["height"] > 250)
+        assert widths[-1] >= 340, widths
+        assert len([w for w in widths if w >= 300]) >= 2, widths
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    signup = page.locator(".account-nav__signup").bounding_box()
+    assert signup["x"] + signup["width"] <= 390
+    assert page.locator(".mainnav a:text-is('API')").bounding_box()["x"] < 390
+    assert errors == []
+    phone.close()
+
+
 @pytest.mark.slow
 def test_it_screenshots_the_demo_pages(page, live_server, tmp_path):
     call_command("seed_demo", days=10, verbosity=0)

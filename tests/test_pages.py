@@ -58,6 +58,27 @@ def test_it_lists_tracked_markets_on_home(client, btc):
     assert "<title>Crypto liquidation heatmaps and maps (7d)" in body
 
 
+def test_it_says_plainly_when_every_market_on_home_is_demo_data(client, btc):
+    body = client.get("/").content.decode()
+    assert 'class="demo-banner"' in body
+    assert "Every market shown here is simulated" in body
+
+
+def test_it_drops_the_demo_banner_once_a_real_market_is_tracked(client, btc, tracked_market):
+    tracked_market("ETHUSDT", "bybit", price=3000.0, seed=3)
+    body = client.get("/").content.decode()
+    assert "demo-banner" not in body
+    assert "DEMO" in body
+
+
+def test_it_keeps_the_other_options_in_the_400_choices(client, btc):
+    response = client.get(pair_url(btc), {"window": "5d", "side": "short"})
+    assert response.status_code == 400
+    body = response.content.decode()
+    for window in ("12h", "24h", "3d", "7d", "30d", "90d"):
+        assert f'href="/binance/btcusdt/?side=short&amp;window={window}"' in body
+
+
 def test_it_refreshes_the_home_table_every_15_seconds(client, btc):
     body = client.get("/").content.decode()
     assert 'hx-trigger="every 15s"' in body
@@ -221,6 +242,17 @@ def test_it_says_when_the_widget_sees_a_newer_map(client, btc):
     body = client.get(url, {"window": "7d", "v": "1.1"}).content.decode()
     assert "New map — reload charts" in body
     assert 'href="http://testserver/binance/btcusdt/?window=7d"' in body
+
+
+def test_it_keeps_the_side_in_the_widgets_urls(client, btc):
+    page = client.get(pair_url(btc, window="24h", side="short")).content.decode()
+    proximity = reverse("maps:pair_proximity", args=["binance", "btcusdt"])
+    assert f'hx-get="{proximity}?window=24h&amp;side=short&amp;v=' in page
+    widget = client.get(proximity, {"window": "24h", "side": "short", "v": "1.1"}).content.decode()
+    assert 'href="http://testserver/binance/btcusdt/?window=24h&amp;side=short"' in widget
+    assert f'hx-get="{proximity}?window=24h&amp;side=short&amp;v=1.1"' in widget
+    bad = client.get(proximity, {"window": "24h", "side": "up"})
+    assert bad.status_code == 400
 
 
 def test_it_swaps_only_the_market_view_for_htmx(client, btc):
@@ -412,6 +444,19 @@ def test_it_lets_clients_keep_versioned_charts(client, btc):
     assert "immutable" not in unversioned["Cache-Control"]
 
 
+def test_it_names_the_drawing_code_in_the_kept_charts_url(client, btc, monkeypatch):
+    def charts_url() -> str:
+        page = client.get(pair_url(btc)).content.decode()
+        return page.split('data-charts-url="')[1].split('"')[0].replace("&amp;", "&")
+
+    before = charts_url()
+    monkeypatch.setattr(charts, "CHARTS_VERSION", charts.CHARTS_VERSION + 1)
+    after = charts_url()
+    assert after != before
+    assert "immutable" in client.get(after)["Cache-Control"]
+    assert "immutable" not in client.get(before)["Cache-Control"]
+
+
 def test_it_builds_the_charts_once_per_snapshot(client, btc, monkeypatch):
     charts_get(client, btc, window="24h", side="long")
     monkeypatch.setattr(charts, "chart_json", lambda *a, **k: pytest.fail("rebuilt"))
@@ -471,6 +516,50 @@ def test_it_aggregates_a_coin_across_exchanges(client, btc_everywhere):
         assert market.get_absolute_url() in body
     assert body.count("Log in to watch") == 2
     assert reverse("maps:coin_charts", args=["btc"]) in body
+
+
+def test_it_polls_the_coin_proximity_widget_every_15_seconds(client, btc_everywhere):
+    body = client.get(reverse("maps:coin", args=["btc"]), {"side": "long"}).content.decode()
+    widget_url = reverse("maps:coin_proximity", args=["btc"])
+    polling = f'hx-get="{widget_url}?window=7d&amp;side=long&amp;v='
+    assert f'<section id="proximity" class="proximity" {polling}' in body
+    assert 'hx-trigger="every 15s"' in body
+    assert "refreshes every 15 s" in body
+    for kind in ("heatmap", "map", "clusters", "proximity"):
+        assert f'href="{reverse(f"api:coin_{kind}", args=["btc"])}?window=7d"' in body
+
+
+def test_it_serves_the_coin_proximity_widget_alone(client, btc_everywhere):
+    page = client.get(reverse("maps:coin", args=["btc"]), {"window": "24h"}).content.decode()
+    start = page.index('<section id="proximity"')
+    widget = page[start : page.index("</section>", start)]
+    url = reverse("maps:coin_proximity", args=["btc"])
+    response = client.get(url, {"window": "24h"}, HTTP_HX_REQUEST="true")
+    body = response.content.decode()
+    assert response.status_code == 200
+    assert body.startswith('<section id="proximity"')
+    assert "<html" not in body
+    assert "no-cache" in response["Cache-Control"]
+    fragment = body[: body.index("</section>")]
+    assert widget.split('hx-get="')[0] == fragment.split('hx-get="')[0]
+    assert widget.split("</section>")[0].split('">', 1)[1] == fragment.split('">', 1)[1]
+
+
+def test_it_says_when_the_coin_widget_sees_a_newer_map(client, btc_everywhere):
+    url = reverse("maps:coin_proximity", args=["btc"])
+    body = client.get(url, {"window": "7d", "side": "short", "v": "1.1-2.2"}).content.decode()
+    assert "New map — reload charts" in body
+    assert 'href="http://testserver/coin/btc/?window=7d&amp;side=short"' in body
+
+
+def test_it_answers_the_coin_widget_errors(client, btc_everywhere, market_factory):
+    url = reverse("maps:coin_proximity", args=["btc"])
+    assert client.get(url, {"window": "2d"}).status_code == 400
+    assert client.get(reverse("maps:coin_proximity", args=["doge"])).status_code == 404
+    market_factory("XRPUSDT", "binance")
+    empty = client.get(reverse("maps:coin_proximity", args=["xrp"])).content.decode()
+    assert "No data yet for this window." in empty
+    assert "hx-get" not in empty
 
 
 def test_it_serves_the_coins_charts(client, btc_everywhere):

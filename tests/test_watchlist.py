@@ -190,7 +190,7 @@ def test_it_reads_the_watchlist_in_a_fixed_number_of_queries(
     with django_assert_max_num_queries(8):
         response = client.get(reverse("accounts:watchlist_rows"), **HTMX)
 
-    assert response.content.decode().count("watchlist__row") == 5
+    assert response.content.decode().count('<tr id="watch-row-') == 5
 
 
 def test_it_flags_stale_data(alice, btc, snapshot_factory):
@@ -296,3 +296,28 @@ def test_it_answers_404_when_adding_alerts_to_another_users_item(alice, bob, btc
     assert client_for(bob).get(url).status_code == 404
     assert client_for(bob).post(url, data | {"cooldown_minutes": "60"}).status_code == 404
     assert not Alert.objects.exists()
+
+
+def test_it_labels_demo_markets_on_the_watchlist(alice, btc, market_factory, snapshot_factory):
+    demo = market_factory("SOLUSDT", is_demo=True)
+    for market in (btc, demo):
+        WatchlistItem.objects.create(user=alice, market=market)
+        snapshot_factory(market, last_close=132.26, clusters=[("long", 128.0, 128.4, 5e7)])
+
+    body = client_for(alice).get(reverse("accounts:watchlist")).content.decode()
+
+    demo_row = body[body.index(f'id="watch-row-{demo.watchers.get().pk}"') :]
+    assert "DEMO" in demo_row[: demo_row.index("</tr>")]
+    btc_row = body[body.index(f'id="watch-row-{btc.watchers.get().pk}"') :]
+    assert "DEMO" not in btc_row[: btc_row.index("</tr>")]
+    assert "132.26" in body
+
+
+def test_it_writes_prices_as_the_pages_do(alice, btc, snapshot_factory):
+    WatchlistItem.objects.create(user=alice, market=btc)
+    snapshot_factory(btc, last_close=3693.88, clusters=[("long", 3620.04, 3638.47, 5e7)])
+
+    body = client_for(alice).get(reverse("accounts:watchlist")).content.decode()
+
+    assert "3,693.88" in body
+    assert "3,620.04 \u2013 3,638.47" in body

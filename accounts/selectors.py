@@ -6,12 +6,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
-from django.conf import settings
 from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 
 from accounts.models import Alert, AlertEvent, Notification, User, WatchlistItem
 from maps.models import LiquidationEvent, MapSnapshot, Market
+from maps.selectors import snapshot_freshness
 
 DEFAULT_WINDOW = "7d"
 
@@ -70,16 +70,17 @@ def watchlist_rows(*, user: User, window: str = DEFAULT_WINDOW) -> list[WatchRow
 
 def _watch_row(item: WatchlistItem, snapshot: MapSnapshot | None, now: datetime) -> WatchRow:
     proximity = snapshot.proximity if snapshot else {}
-    data_at = snapshot_data_at(snapshot, step_ms=item.market.step_ms) if snapshot else None
-    stale_after = timedelta(seconds=settings.LIQSITE_STALE_AFTER_SECONDS)
+    freshness = (
+        snapshot_freshness(snapshot=snapshot, market=item.market, now=now) if snapshot else None
+    )
     return WatchRow(
         item=item,
         market=item.market,
         snapshot=snapshot,
         below=proximity.get("long"),
         above=proximity.get("short"),
-        data_at=data_at,
-        stale=data_at is None or now - data_at > stale_after,
+        data_at=freshness.data_until if freshness else None,
+        stale=freshness is None or freshness.stale,
         alert_count=getattr(item, "alert_count", 0),
     )
 
@@ -89,11 +90,6 @@ def watch_row(*, item: WatchlistItem, window: str = DEFAULT_WINDOW) -> WatchRow:
     snapshot = MapSnapshot.objects.filter(market_id=item.market_id, window=window).defer("data")
     snapshot = snapshot.first()
     return _watch_row(item, snapshot, timezone.now())
-
-
-def snapshot_data_at(snapshot: MapSnapshot, *, step_ms: int) -> datetime:
-    """When the snapshot's last modelled step closed: the age of its data."""
-    return snapshot.as_of + timedelta(milliseconds=step_ms)
 
 
 def watched_market_ids(*, user: User) -> set[int]:

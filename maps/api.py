@@ -149,7 +149,7 @@ def market_args(market: Market) -> list[str]:
 
 
 def snapshot_times(snapshot: MapSnapshot, market: Market) -> dict:
-    freshness = snapshot_freshness(snapshot=snapshot, step_ms=market.step_ms)
+    freshness = snapshot_freshness(snapshot=snapshot, market=market)
     return {
         "as_of": iso(snapshot.as_of),
         "data_until": iso(freshness.data_until),
@@ -307,7 +307,7 @@ def market_document(request: HttpRequest, market: Market, snapshot: MapSnapshot)
         },
         source=lambda: snapshot_source(snapshot),
         version=f"market:{pages.snapshot_version(snapshot)}",
-        freshness=snapshot_freshness(snapshot=snapshot, step_ms=market.step_ms),
+        freshness=snapshot_freshness(snapshot=snapshot, market=market),
         computed_at=snapshot.computed_at,
         filename=f"{market.exchange.slug}-{market.slug}-{snapshot.window}",
     )
@@ -365,7 +365,7 @@ def coin_document(
         },
         source=source,
         version=f"coin:{pages.coin_version(snapshots)}",
-        freshness=snapshot_freshness(snapshot=reference, step_ms=reference.market.step_ms),
+        freshness=snapshot_freshness(snapshot=reference, market=reference.market),
         computed_at=max(s.computed_at for s in snapshots),
         filename=f"coin-{coin.lower()}-{window}",
     )

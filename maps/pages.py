@@ -125,7 +125,7 @@ def listing_rows(*, window: str, exchange=None, base: str | None = None) -> list
         snapshot = snapshots.get(market.pk)
         freshness = None
         if snapshot is not None:
-            freshness = snapshot_freshness(snapshot=snapshot, step_ms=market.step_ms)
+            freshness = snapshot_freshness(snapshot=snapshot, market=market)
         rows.append(ListingRow(market, snapshot, freshness))
     return rows
 
@@ -225,7 +225,7 @@ def pair_view(request: HttpRequest, *, market: Market, window: str, side: str) -
         context,
         etag=page_etag(request, version, window, side),
         last_modified=snapshot.computed_at,
-        freshness=snapshot_freshness(snapshot=snapshot, step_ms=market.step_ms),
+        freshness=snapshot_freshness(snapshot=snapshot, market=market),
         cacheable=True,
     )
     view.not_modified = not_modified(request, view)
@@ -331,7 +331,7 @@ def proximity_context(
         widget_context(
             request,
             proximity=snapshot.proximity,
-            freshness=snapshot_freshness(snapshot=snapshot, step_ms=market.step_ms),
+            freshness=snapshot_freshness(snapshot=snapshot, market=market),
             version=snapshot_version(snapshot),
             shown=shown,
             urls=(widget_path, market.get_absolute_url()),
@@ -549,7 +549,7 @@ def coin_view(
         context,
         etag=page_etag(request, version, window, side),
         last_modified=max(s.computed_at for s in snapshots),
-        freshness=snapshot_freshness(snapshot=reference, step_ms=reference.market.step_ms),
+        freshness=snapshot_freshness(snapshot=reference, market=reference.market),
         cacheable=True,
     )
     view.not_modified = not_modified(request, view)
@@ -591,7 +591,7 @@ def coin_proximity_context(
         widget_context(
             request,
             proximity=bundle.proximity,
-            freshness=snapshot_freshness(snapshot=reference, step_ms=reference.market.step_ms),
+            freshness=snapshot_freshness(snapshot=reference, market=reference.market),
             version=coin_version(snapshots),
             shown=shown,
             urls=(reverse("maps:coin_proximity", args=[base]), reverse("maps:coin", args=[base])),

@@ -218,12 +218,13 @@ class Freshness:
 
 
 def snapshot_freshness(
-    *, snapshot: MapSnapshot, step_ms: int, now: datetime | None = None
+    *, snapshot: MapSnapshot, market: Market, now: datetime | None = None
 ) -> Freshness:
     """The data runs to the end of the last step (as_of + step). The next snapshot is expected
     one step later plus a minute for ingest and compute; clients may cache until then (at least
-    15 s, at most one step)."""
+    15 s, at most one step). Demo data is simulated once and never refreshed: never stale."""
     now = now or timezone.now()
+    step_ms = market.step_ms
     data_until = snapshot.as_of + timedelta(milliseconds=step_ms)
     age = max(0, int((now - data_until).total_seconds()))
     step_s = step_ms // 1000
@@ -231,6 +232,6 @@ def snapshot_freshness(
     return Freshness(
         data_until=data_until,
         age_seconds=age,
-        stale=age > settings.LIQSITE_STALE_AFTER_SECONDS,
+        stale=not market.is_demo and age > settings.LIQSITE_STALE_AFTER_SECONDS,
         max_age=max(15, min(step_s, until_next)),
     )

@@ -15,7 +15,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from maps import engine
-from maps.engine.serialize import params_to_json
+from maps.engine.serialize import params_from_json, params_to_json
 from maps.engine.types import Bars, EngineError, Result
 from maps.models import WINDOWS, Calibration, Exchange, MapSnapshot, Market, ms_to_datetime
 from maps.selectors import market_bars_arrays, market_events_arrays
@@ -96,8 +96,8 @@ def snapshot_to_result(snapshot: MapSnapshot) -> Result:
     return Result(
         as_of=int(snapshot.as_of.timestamp() * 1000),
         last_close=snapshot.last_close,
-        step_ms=snapshot.market.step_ms,
-        params=snapshot.market.engine_params(snapshot.window),
+        step_ms=snapshot.params["step_ms"],
+        params=params_from_json(snapshot.params),
         edges=snapshot.edges,
         clusters=snapshot.clusters,
         proximity=snapshot.proximity,

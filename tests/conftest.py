@@ -96,6 +96,7 @@ def snapshot_factory(db):
     import numpy as np
 
     from maps.engine.clusters import distance_pct, proximity_from_clusters, rank_clusters
+    from maps.engine.serialize import params_to_json
     from maps.models import MapSnapshot
 
     def make(
@@ -144,7 +145,7 @@ def snapshot_factory(db):
                 "as_of": as_of,
                 "computed_at": as_of + timedelta(milliseconds=step),
                 "engine_version": "test",
-                "params": {},
+                "params": params_to_json(market.engine_params(window)),
                 "last_close": last_close,
                 "bin_start": last_close * 0.5,
                 "bin_width": last_close * 0.001,

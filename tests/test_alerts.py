@@ -553,8 +553,6 @@ def test_it_checks_alerts_through_a_real_worker_and_broker(
     user_factory, market_factory, snapshot_factory
 ):
     from celery.contrib.testing.worker import start_worker
-    from celery.signals import task_postrun
-    from django.db import connections
 
     from accounts.tasks import market_alerts_check as task
     from liqsite.celery import app
@@ -564,17 +562,10 @@ def test_it_checks_alerts_through_a_real_worker_and_broker(
     snapshot_factory(watch.market, clusters=NEAR_LONG, as_of=T0)
     app.control.purge()
 
-    def close_worker_connections(**kwargs) -> None:
-        connections.close_all()  # the worker thread's connection, or teardown cannot drop the db
-
-    task_postrun.connect(close_worker_connections, weak=False)
-    try:
-        with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=30):
-            first = task.delay(watch.market.pk, ["7d"])
-            again = task.delay(watch.market.pk, ["7d"])
-            assert (first.get(timeout=30), again.get(timeout=30)) == (1, 0)
-    finally:
-        task_postrun.disconnect(close_worker_connections)
+    with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=30):
+        first = task.delay(watch.market.pk, ["7d"])
+        again = task.delay(watch.market.pk, ["7d"])
+        assert (first.get(timeout=30), again.get(timeout=30)) == (1, 0)
 
     assert AlertEvent.objects.filter(email="sent").count() == 1
     assert len(mail.outbox) == 1

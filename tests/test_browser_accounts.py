@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
+from django.db import connections
 
 from accounts.models import Alert, Notification, User, WatchlistItem
 from accounts.services import market_alerts_check
@@ -82,6 +83,9 @@ def page(live_server, monkeypatch):
         yield page
         context.close()
         browser.close()
+        # The test's queries ran while Playwright's loop was running, in a context of their own:
+        # close that context's connection here, or the test database cannot be dropped.
+        connections.close_all()
 
 
 def test_it_signs_up_watches_a_market_and_gets_an_alert(page, market, tmp_path):

@@ -248,3 +248,19 @@ def test_it_parses_tier_lists():
     for bad in ("5-0.15", "5:x", "5:0.1:3"):
         with pytest.raises(EngineError, match="bad tier"):
             parse_tiers(bad)
+
+
+def test_it_reads_back_the_parameters_it_writes():
+    from maps.engine.serialize import params_from_json, params_to_json
+
+    params = Params(
+        tiers=(Tier(3, 0.5), Tier(12.5, 0.5)),
+        mmr=0.005,
+        long_share="ratio",
+        holding_ms=None,
+        bin_bps=7.5,
+        window_ms=86_400_000,
+        max_columns=90,
+        step_ms=900_000,
+    )
+    assert params_from_json(params_to_json(params)) == params

@@ -15,7 +15,7 @@ from django.utils import timezone
 from django.utils.http import http_date
 
 from maps import charts
-from maps.models import Calibration, MapSnapshot
+from maps.models import Calibration, MapSnapshot, Market
 from maps.templatetags.liq import distance, markdown, usd
 
 pytestmark = pytest.mark.django_db
@@ -324,10 +324,20 @@ def test_it_shows_an_empty_state_without_snapshots(client, market_factory):
 
 
 def test_it_warns_when_the_data_is_stale(client, btc, settings):
+    Market.objects.filter(pk=btc.pk).update(is_demo=False)
     old = timezone.now() - timedelta(hours=3, minutes=5)
     MapSnapshot.objects.filter(market=btc, window="7d").update(as_of=old)
     body = client.get(pair_url(btc)).content.decode()
     assert "Stale: no new data for 3 h" in body
+
+
+def test_it_never_calls_demo_data_stale(client, btc):
+    assert btc.is_demo
+    old = timezone.now() - timedelta(hours=3, minutes=5)
+    MapSnapshot.objects.filter(market=btc, window="7d").update(as_of=old)
+    body = client.get(pair_url(btc)).content.decode()
+    assert "Stale" not in body
+    assert "DEMO DATA" in body
 
 
 def test_it_shows_the_latest_calibration(client, btc):
@@ -516,6 +526,20 @@ def test_it_aggregates_a_coin_across_exchanges(client, btc_everywhere):
         assert market.get_absolute_url() in body
     assert body.count("Log in to watch") == 2
     assert reverse("maps:coin_charts", args=["btc"]) in body
+
+
+def test_it_sums_a_coin_with_the_tiers_its_maps_were_made_with(client, btc_everywhere):
+    bybit = btc_everywhere[1]
+    bybit.tiers = [[20, 0.5], [75, 0.5]]  # edited after the maps were computed
+    bybit.save(update_fields=["tiers"])
+
+    response = client.get(reverse("maps:coin_charts", args=["btc"]))
+
+    assert response.status_code == 200
+    assert (
+        "2 markets summed on one grid"
+        in client.get(reverse("maps:coin", args=["btc"])).content.decode()
+    )
 
 
 def test_it_polls_the_coin_proximity_widget_every_15_seconds(client, btc_everywhere):

@@ -321,3 +321,14 @@ def test_it_writes_prices_as_the_pages_do(alice, btc, snapshot_factory):
 
     assert "3,693.88" in body
     assert "3,620.04 \u2013 3,638.47" in body
+
+
+def test_it_never_flags_demo_data_as_stale(alice, btc, snapshot_factory):
+    btc.is_demo = True
+    btc.save(update_fields=["is_demo"])
+    WatchlistItem.objects.create(user=alice, market=btc)
+    snapshot_factory(btc, as_of=datetime(2020, 1, 1, tzinfo=UTC))
+
+    [row] = watchlist_rows(user=alice)
+
+    assert row.stale is False

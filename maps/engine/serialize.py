@@ -60,6 +60,13 @@ def params_to_json(params: Params) -> dict:
     }
 
 
+def params_from_json(data: dict) -> Params:
+    """The Params that params_to_json wrote."""
+    fields = {key: data[key] for key in Params.__dataclass_fields__ if key != "tiers"}
+    tiers = tuple(Tier(float(t["leverage"]), float(t["weight"])) for t in data["tiers"])
+    return Params(tiers=tiers, **fields)
+
+
 def _plain(value: float) -> float | int:
     return int(value) if float(value).is_integer() else float(value)
 

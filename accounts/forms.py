@@ -3,8 +3,8 @@ from __future__ import annotations
 from django import forms
 from django.contrib.auth.forms import AuthenticationForm, UserCreationForm
 
-from accounts.formatting import usd
 from accounts.models import MAX_COOLDOWN_MINUTES, MAX_USD, MAX_WITHIN_PCT, Alert, User
+from maps.formatting import usd
 
 
 def _email_taken(email: str, *, exclude: User | None = None) -> bool:

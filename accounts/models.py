@@ -9,7 +9,7 @@ from django.db import models
 from django.db.models.functions import Lower
 from django.urls import reverse
 
-from accounts.formatting import usd
+from maps.formatting import usd
 from maps.models import WINDOW_CHOICES, Market
 
 MAX_WITHIN_PCT = 50.0

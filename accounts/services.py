@@ -14,7 +14,6 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 
-from accounts.formatting import price, usd
 from accounts.models import Alert, AlertEvent, Notification, User, WatchlistItem
 from accounts.selectors import (
     StepLiquidations,
@@ -23,6 +22,7 @@ from accounts.selectors import (
     market_snapshots,
     snapshot_estimated_liquidations,
 )
+from maps.formatting import price, usd
 from maps.models import MapSnapshot, Market
 
 log = logging.getLogger(__name__)

@@ -5,8 +5,8 @@ from datetime import timedelta
 from django import template
 from django.http import HttpRequest
 
-from accounts import formatting
 from accounts.selectors import unread_notification_count, watched_market_ids
+from maps.formatting import minutes_in_words, pct, price, usd
 from maps.models import Market
 
 register = template.Library()
@@ -32,19 +32,8 @@ def unread_count(context: template.Context) -> int:
     return unread_notification_count(user=user) if user is not None else 0
 
 
-@register.filter
-def usd(value: float | None) -> str:
-    return formatting.usd(value)
-
-
-@register.filter
-def price(value: float | None) -> str:
-    return formatting.price(value)
-
-
-@register.filter
-def pct(value: float | None) -> str:
-    return formatting.pct(value)
+for _filter in (usd, price, pct):
+    register.filter(_filter.__name__, _filter)
 
 
 @register.filter
@@ -53,4 +42,4 @@ def timedelta_minutes(value: timedelta | None) -> str:
     if value is None:
         return ""
     minutes = max(1, round(value.total_seconds() / 60))
-    return formatting.minutes(minutes)
+    return minutes_in_words(minutes)

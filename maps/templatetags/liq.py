@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
 
 from django import template
 from django.utils.html import escape
 from django.utils.safestring import mark_safe
 
-register = template.Library()
-MISSING = "\u2013"
+from maps.formatting import age, distance, duration, ms_utc, pct, price, share, usd
 
-_SUFFIXES = ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "K"))
+register = template.Library()
 LONG_SHARE_LABELS = {
     "taker": "taker buy share of volume",
     "ratio": "global long/short account ratio",
@@ -21,99 +19,8 @@ LONG_SHARE_LABELS = {
 }
 
 
-@register.filter
-def usd(value: float | None) -> str:
-    """Compact dollars: $950, $12.5K, $48.2M, $1.05B."""
-    if value is None:
-        return MISSING
-    sign = "-" if value < 0 else ""
-    value = abs(float(value))
-    for size, suffix in _SUFFIXES:
-        if value >= size * 0.9995:
-            scaled = value / size
-            digits = 2 if scaled < 10 else 1 if scaled < 100 else 0
-            return f"{sign}${scaled:.{digits}f}{suffix}"
-    return f"{sign}${value:,.0f}"
-
-
-@register.filter
-def price(value: float | None) -> str:
-    """A price with the decimals its size needs: 97,412.5, 3,312.45, 0.04521."""
-    if value is None:
-        return MISSING
-    value = float(value)
-    size = abs(value)
-    if size >= 10_000:
-        return f"{value:,.1f}"
-    if size >= 10:
-        return f"{value:,.2f}"
-    if size >= 0.1:
-        return f"{value:,.4f}"
-    return f"{value:.8f}".rstrip("0").rstrip(".") if value else "0"
-
-
-@register.filter
-def pct(value: float | None) -> str:
-    """A signed percentage: +1.40%, -2.10%."""
-    if value is None:
-        return MISSING
-    return f"{float(value):+.2f}%"
-
-
-@register.filter
-def distance(value: float | None) -> str:
-    """A distance from the price in words: '2.10% below', '1.40% above', 'at the price'."""
-    if value is None:
-        return MISSING
-    value = float(value)
-    if value == 0:
-        return "at the price"
-    return f"{abs(value):.2f}% {'below' if value < 0 else 'above'}"
-
-
-@register.filter
-def share(value: float | None) -> str:
-    """A fraction as a percentage: 0.369 -> 36.9%."""
-    if value is None:
-        return MISSING
-    return f"{float(value) * 100:.1f}%"
-
-
-@register.filter
-def ms_utc(value: int | None) -> datetime | None:
-    """Epoch milliseconds as an aware UTC datetime (for the date filter)."""
-    if value is None:
-        return None
-    return datetime.fromtimestamp(int(value) / 1000, tz=UTC)
-
-
-@register.filter
-def duration(value_ms: int | None) -> str:
-    """Milliseconds in the largest whole unit: 5 min, 24 h, 7 d; None is infinite."""
-    if value_ms is None:
-        return "∞ (no turnover)"
-    value_ms = int(value_ms)
-    for size, unit in ((86_400_000, "d"), (3_600_000, "h"), (60_000, "min"), (1_000, "s")):
-        if value_ms >= size and value_ms % size == 0:
-            return f"{value_ms // size} {unit}"
-    return f"{value_ms / 3_600_000:.2f} h"
-
-
-@register.filter
-def age(seconds: int | None) -> str:
-    """How long ago, briefly: 'just now', '3 min ago', '2 h 5 min ago', '3 d ago'."""
-    if seconds is None:
-        return MISSING
-    seconds = int(seconds)
-    if seconds < 60:
-        return "just now"
-    minutes = seconds // 60
-    if minutes < 60:
-        return f"{minutes} min ago"
-    hours, minutes = divmod(minutes, 60)
-    if hours < 48:
-        return f"{hours} h {minutes} min ago" if minutes else f"{hours} h ago"
-    return f"{hours // 24} d ago"
+for _filter in (usd, price, pct, distance, share, ms_utc, duration, age):
+    register.filter(_filter.__name__, _filter)
 
 
 @register.inclusion_tag("maps/_params.html")

@@ -31,9 +31,9 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
-import psycopg
+from support import bench_database_url, database_recreate
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
@@ -151,25 +151,6 @@ def run_client(phase: str, args: argparse.Namespace) -> dict:
 # The server side.
 
 
-def bench_database_url() -> tuple[str, str]:
-    url = os.environ.get("DATABASE_URL", "")
-    parts = urlsplit(url)
-    if parts.scheme not in {"postgres", "postgresql"}:
-        sys.exit("DATABASE_URL must name a PostgreSQL server (postgres://...)")
-    if not os.environ.get("REDIS_URL"):
-        sys.exit("REDIS_URL must name a Redis database the benchmark may flush")
-    name = f"{parts.path.lstrip('/') or 'liqsite'}_pages"
-    return urlunsplit(parts._replace(path=f"/{name}")), name
-
-
-def database_recreate(url: str, name: str, *, drop_only: bool = False) -> None:
-    admin = urlunsplit(urlsplit(url)._replace(path="/postgres"))
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        if not drop_only:
-            conn.execute(f'CREATE DATABASE "{name}"')
-
-
 def server_env(database_url: str, static_root: str) -> dict:
     env = dict(os.environ)
     env.update(
@@ -285,7 +266,7 @@ def main() -> int:
     if args.client:
         print(json.dumps(asyncio.run(client_main(*json.loads(args.client)))))
         return 0
-    url, name = bench_database_url()
+    url, name = bench_database_url("pages")
     database_recreate(url, name)
     redis_flush()
     server = None

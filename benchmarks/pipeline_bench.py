@@ -25,10 +25,9 @@ import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
-import psycopg
+from support import bench_database_url, database_recreate
 
 ROOT = Path(__file__).resolve().parent.parent
 STEP_MS = 300_000
@@ -42,26 +41,6 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--keep", action="store_true", help="keep the benchmark database")
     return parser.parse_args()
-
-
-def bench_database_url() -> tuple[str, str]:
-    """(the benchmark database's URL, its name), derived from DATABASE_URL."""
-    url = os.environ.get("DATABASE_URL", "")
-    parts = urlsplit(url)
-    if parts.scheme not in {"postgres", "postgresql"}:
-        sys.exit("DATABASE_URL must name a PostgreSQL server (postgres://...)")
-    if not os.environ.get("REDIS_URL"):
-        sys.exit("REDIS_URL must name a Redis database the benchmark may flush")
-    name = f"{parts.path.lstrip('/') or 'liqsite'}_bench"
-    return urlunsplit(parts._replace(path=f"/{name}")), name
-
-
-def database_recreate(url: str, name: str, *, drop_only: bool = False) -> None:
-    admin = urlunsplit(urlsplit(url)._replace(path="/postgres"))
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        if not drop_only:
-            conn.execute(f'CREATE DATABASE "{name}"')
 
 
 def synthetic_rows(market_id: int, steps: int, end_ms: int, seed: int) -> list[tuple]:
@@ -237,7 +216,7 @@ def window_timings(market_id: int, windows: list[str]) -> list[tuple[str, float,
 
 def main() -> int:
     args = parse_args()
-    url, name = bench_database_url()
+    url, name = bench_database_url("bench")
     database_recreate(url, name)
     os.environ["DATABASE_URL"] = url
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "liqsite.settings")

@@ -22,6 +22,16 @@ def _missing_service(marker: str) -> str | None:
     return None
 
 
+@pytest.fixture
+def empty_cache():
+    """A cache emptied before and after the test (pages and API cache what they render)."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+    cache.clear()
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         for marker in ("postgres", "redis", "browser"):

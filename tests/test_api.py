@@ -9,7 +9,6 @@ import json
 
 import numpy as np
 import pytest
-from django.core.cache import cache
 from django.urls import reverse
 from django.utils import timezone
 
@@ -18,14 +17,7 @@ from maps.models import MapSnapshot
 from maps.services import coin_result
 from maps.templatetags.liq import usd
 
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def _empty_cache():
-    cache.clear()
-    yield
-    cache.clear()
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("empty_cache")]
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ from accounts.models import Alert, Notification, User, WatchlistItem
 from accounts.services import market_alerts_check
 from maps.models import Bar, Exchange, Market
 from maps.services import market_snapshots_compute
+from tests.browser import chromium_launch
 
 pytestmark = [
     pytest.mark.browser,
@@ -21,16 +22,6 @@ pytestmark = [
     pytest.mark.usefixtures("fast_password_hashing"),
 ]
 
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 PASSWORD = "correct horse battery"
 
 
@@ -71,9 +62,7 @@ def page(live_server, monkeypatch):
 
     monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS
-        )
+        browser = chromium_launch(playwright)
         context = browser.new_context(
             base_url=live_server.url, viewport={"width": 1400, "height": 900}
         )

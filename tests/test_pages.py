@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 from django.contrib.staticfiles import finders
-from django.core.cache import cache
 from django.urls import Resolver404, resolve, reverse
 from django.utils import timezone
 from django.utils.http import http_date
@@ -18,14 +17,7 @@ from maps import charts
 from maps.models import Calibration, MapSnapshot, Market
 from maps.templatetags.liq import distance, markdown, usd
 
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def _empty_cache():
-    cache.clear()
-    yield
-    cache.clear()
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("empty_cache")]
 
 
 @pytest.fixture

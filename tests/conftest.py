@@ -80,6 +80,17 @@ def user_factory(db, fast_password_hashing):
 
 
 @pytest.fixture
+def alice(user_factory):
+    return user_factory("alice")
+
+
+@pytest.fixture
+def bob(user_factory):
+    """A second user, for checking that nobody sees or changes another's data."""
+    return user_factory("bob")
+
+
+@pytest.fixture
 def market_factory(db):
     from maps.models import Exchange, Market
 

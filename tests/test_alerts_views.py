@@ -30,16 +30,6 @@ LIQUIDATIONS = PROXIMITY | {
 
 
 @pytest.fixture
-def alice(user_factory):
-    return user_factory("alice")
-
-
-@pytest.fixture
-def bob(user_factory):
-    return user_factory("bob")
-
-
-@pytest.fixture
 def watch(alice, market_factory):
     return WatchlistItem.objects.create(user=alice, market=market_factory())
 

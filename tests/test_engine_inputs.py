@@ -322,3 +322,18 @@ def test_it_builds_bars_from_the_fixture_files():
     assert len(bars) == 48
     assert skipped == [{"ts": T0 - 300_000, "reason": "no klines"}]
     assert bars.ts[-1] == T0 + 47 * 300_000
+
+
+def test_it_refuses_a_zip_packed_by_an_unknown_method(tmp_path):
+    path = tmp_path / "BTCUSDT-1m-2024-01-01.zip"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("BTCUSDT-1m-2024-01-01.csv", "1704067200000,1,1,1,1,1,0,0,0,0,0,0\n")
+    data = bytearray(path.read_bytes())
+    for header in (b"PK\x03\x04", b"PK\x01\x02"):  # local and central headers: method 99
+        at = data.find(header)
+        offset = 8 if header == b"PK\x03\x04" else 10
+        data[at + offset : at + offset + 2] = (99).to_bytes(2, "little")
+    path.write_bytes(bytes(data))
+
+    with pytest.raises(EngineError, match="uses compression method 99, which cannot be read"):
+        list(read_klines(path))

@@ -112,13 +112,27 @@ def open_text(path: str | os.PathLike) -> Iterator[tuple[str, Iterator[str]]]:
         members = [m for m in archive.namelist() if not m.endswith("/")]
         if len(members) != 1:
             raise EngineError(f"{name}: a zip must hold exactly one file, found {len(members)}")
+        _check_member(name, archive.getinfo(members[0]))
         try:
             raw = archive.open(members[0])
-        except (zipfile.BadZipFile, NotImplementedError, RuntimeError) as exc:
-            # a damaged header, an unknown compression method, encryption
+        except zipfile.BadZipFile as exc:
             raise EngineError(f"{name}: cannot open {members[0]}: {exc}") from None
         with raw:
             yield members[0], _lines(members[0], raw)
+
+
+_ZIP_METHODS = {zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA}
+
+
+def _check_member(name: str, info: zipfile.ZipInfo) -> None:
+    """Refuse a zip member Python cannot read: encrypted, or packed by an unknown method."""
+    if info.flag_bits & 0x1:
+        raise EngineError(f"{name}: {info.filename} is encrypted")
+    if info.compress_type not in _ZIP_METHODS:
+        raise EngineError(
+            f"{name}: {info.filename} uses compression method {info.compress_type}, "
+            "which cannot be read (use a plain or deflated zip)"
+        )
 
 
 def _lines(name: str, raw: IO[bytes]) -> Iterator[str]:

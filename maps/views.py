@@ -6,6 +6,8 @@ their options in the query string (`?window=7d&side=both`), so every view can be
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from urllib.parse import urlencode
 
 from django.conf import settings
@@ -19,12 +21,23 @@ from maps.models import Exchange
 from maps.pages import BadQuery
 
 
+def bad_query_is_400(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """Answer a bad window, side or other option with a 400 naming the allowed values."""
+
+    @functools.wraps(view)
+    def wrapper(request: HttpRequest, *args: str, **kwargs: str) -> HttpResponse:
+        try:
+            return view(request, *args, **kwargs)
+        except BadQuery as exc:
+            return bad_request(request, exc)
+
+    return wrapper
+
+
 @require_safe
+@bad_query_is_400
 def home(request: HttpRequest) -> HttpResponse:
-    try:
-        window = pages.query_window(request)
-    except BadQuery as exc:
-        return bad_request(request, exc)
+    window = pages.query_window(request)
     context = pages.listing_context(request, window=window)
     context.update(
         page_title=f"Crypto liquidation heatmaps and maps ({window}) — {settings.SITE_NAME}",
@@ -37,12 +50,10 @@ def home(request: HttpRequest) -> HttpResponse:
 
 
 @require_safe
+@bad_query_is_400
 def markets_table(request: HttpRequest) -> HttpResponse:
     """The home (or exchange) markets table alone, for its 15-second htmx refresh."""
-    try:
-        window = pages.query_window(request)
-    except BadQuery as exc:
-        return bad_request(request, exc)
+    window = pages.query_window(request)
     exchange = None
     if slug := request.GET.get("exchange"):
         exchange = Exchange.objects.filter(slug=slug.lower()).first()
@@ -53,16 +64,14 @@ def markets_table(request: HttpRequest) -> HttpResponse:
 
 
 @require_safe
+@bad_query_is_400
 def exchange(request: HttpRequest, exchange: str) -> HttpResponse:
     if exchange != exchange.lower():
         return canonical_redirect(request, "maps:exchange", exchange.lower())
     venue = Exchange.objects.filter(slug=exchange).first()
     if venue is None:
         raise Http404(f"No exchange {exchange!r} is tracked here")
-    try:
-        window = pages.query_window(request)
-    except BadQuery as exc:
-        return bad_request(request, exc)
+    window = pages.query_window(request)
     context = pages.listing_context(request, window=window, exchange=venue)
     context.update(
         venue=venue,
@@ -76,14 +85,12 @@ def exchange(request: HttpRequest, exchange: str) -> HttpResponse:
 
 
 @require_safe
+@bad_query_is_400
 def pair(request: HttpRequest, exchange: str, symbol: str) -> HttpResponse:
     if exchange != exchange.lower() or symbol != symbol.lower():
         return canonical_redirect(request, "maps:pair", exchange.lower(), symbol.lower())
     market = pages.market_or_404(exchange=exchange, symbol=symbol)
-    try:
-        window, side = pages.query_window(request), pages.query_side(request)
-    except BadQuery as exc:
-        return bad_request(request, exc)
+    window, side = pages.query_window(request), pages.query_side(request)
     view = pages.pair_view(request, market=market, window=window, side=side)
     if view.not_modified is not None:
         return view.not_modified
@@ -93,13 +100,11 @@ def pair(request: HttpRequest, exchange: str, symbol: str) -> HttpResponse:
 
 
 @require_safe
+@bad_query_is_400
 def pair_proximity(request: HttpRequest, exchange: str, symbol: str) -> HttpResponse:
     """The proximity widget alone (the pair page polls it every 15 seconds)."""
     market = pages.market_or_404(exchange=exchange.lower(), symbol=symbol.lower())
-    try:
-        window, side = pages.query_window(request), pages.query_side(request)
-    except BadQuery as exc:
-        return bad_request(request, exc)
+    window, side = pages.query_window(request), pages.query_side(request)
     context = pages.proximity_context(
         request, market=market, window=window, side=side, shown=request.GET.get("v", "")
     )
@@ -107,13 +112,11 @@ def pair_proximity(request: HttpRequest, exchange: str, symbol: str) -> HttpResp
 
 
 @require_safe
+@bad_query_is_400
 def pair_charts(request: HttpRequest, exchange: str, symbol: str) -> HttpResponse:
     """The pair's charts as Bokeh embed JSON (gzip when the client takes it)."""
     market = pages.market_or_404(exchange=exchange.lower(), symbol=symbol.lower())
-    try:
-        window, side = pages.query_window(request), pages.query_side(request)
-    except BadQuery as exc:
-        return bad_request(request, exc)
+    window, side = pages.query_window(request), pages.query_side(request)
     return pages.pair_charts_response(request, market=market, window=window, side=side)
 
 
@@ -128,14 +131,12 @@ def coins(request: HttpRequest) -> HttpResponse:
 
 
 @require_safe
+@bad_query_is_400
 def coin(request: HttpRequest, base: str) -> HttpResponse:
     if base != base.lower():
         return canonical_redirect(request, "maps:coin", base.lower())
     snapshots_markets = pages.coin_markets_or_404(base=base)
-    try:
-        window, side = pages.query_window(request), pages.query_side(request)
-    except BadQuery as exc:
-        return bad_request(request, exc)
+    window, side = pages.query_window(request), pages.query_side(request)
     view = pages.coin_view(request, base=base, markets=snapshots_markets, window=window, side=side)
     if view.not_modified is not None:
         return view.not_modified
@@ -145,13 +146,11 @@ def coin(request: HttpRequest, base: str) -> HttpResponse:
 
 
 @require_safe
+@bad_query_is_400
 def coin_proximity(request: HttpRequest, base: str) -> HttpResponse:
     """The coin's proximity widget alone (the coin page polls it every 15 seconds)."""
     pages.coin_markets_or_404(base=base.lower())
-    try:
-        window, side = pages.query_window(request), pages.query_side(request)
-    except BadQuery as exc:
-        return bad_request(request, exc)
+    window, side = pages.query_window(request), pages.query_side(request)
     context = pages.coin_proximity_context(
         request, base=base.lower(), window=window, side=side, shown=request.GET.get("v", "")
     )
@@ -159,12 +158,10 @@ def coin_proximity(request: HttpRequest, base: str) -> HttpResponse:
 
 
 @require_safe
+@bad_query_is_400
 def coin_charts(request: HttpRequest, base: str) -> HttpResponse:
     markets = pages.coin_markets_or_404(base=base.lower())
-    try:
-        window, side = pages.query_window(request), pages.query_side(request)
-    except BadQuery as exc:
-        return bad_request(request, exc)
+    window, side = pages.query_window(request), pages.query_side(request)
     return pages.coin_charts_response(
         request, base=base.lower(), markets=markets, window=window, side=side
     )

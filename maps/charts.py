@@ -230,6 +230,9 @@ def price_format(last_close: float) -> str:
 
 
 def _style(fig) -> None:
+    fig.title.text_color = TEXT
+    fig.title.text_font_size = "12px"
+    fig.title.text_font_style = "normal"
     fig.background_fill_color = PANEL
     fig.border_fill_color = BG
     fig.outline_line_color = None
@@ -312,9 +315,6 @@ def heatmap_figure(data: PlotData, side: str, title: str):
     )
     fig.add_layout(bar, "below")
     fig.yaxis.formatter = CustomJSTickFormatter(code=_price_ticks(fmt))
-    fig.title.text_color = TEXT
-    fig.title.text_font_size = "12px"
-    fig.title.text_font_style = "normal"
     _style(fig)
     return fig
 
@@ -400,10 +400,6 @@ def map_figure(data: PlotData, side: str, y_range):
     )
     fig.xaxis.formatter = CustomJSTickFormatter(code=USD_TICKS)
     fig.yaxis.visible = False
-    fig.min_border_left = 8
-    fig.title.text_color = TEXT
-    fig.title.text_font_size = "12px"
-    fig.title.text_font_style = "normal"
     _style(fig)
     fig.min_border_left = 8
     return fig
@@ -476,9 +472,6 @@ def liquidations_figure(data: PlotData, x_range):
     )
     fig.yaxis.formatter = CustomJSTickFormatter(code=USD_TICKS)
     fig.yaxis.ticker.desired_num_ticks = 3
-    fig.title.text_color = TEXT
-    fig.title.text_font_size = "12px"
-    fig.title.text_font_style = "normal"
     _style(fig)
     return fig
 

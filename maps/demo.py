@@ -17,12 +17,20 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
 import numpy as np
 from django.db import connection, transaction
 
-from maps.models import BAR_VALUE_FIELDS, Bar, Exchange, LiquidationEvent, Market
+from maps.engine.types import Bars
+from maps.models import (
+    BAR_VALUE_FIELDS,
+    Bar,
+    Exchange,
+    LiquidationEvent,
+    Market,
+    ms_to_datetime,
+)
+from maps.services import market_rows_delete
 
 STEP_MS = 300_000
 DAY_MS = 86_400_000
@@ -101,20 +109,6 @@ class CoinPath:
     premium: np.ndarray  # the funding rate the market would settle at this step
     flush_long: np.ndarray  # share of open interest liquidated on the long side this step
     flush_short: np.ndarray
-
-
-@dataclass
-class VenueSeries:
-    ts: np.ndarray
-    open: np.ndarray
-    high: np.ndarray
-    low: np.ndarray
-    close: np.ndarray
-    volume: np.ndarray
-    taker_buy_volume: np.ndarray
-    open_interest: np.ndarray
-    long_short_ratio: np.ndarray
-    funding_rate: np.ndarray
 
 
 @dataclass
@@ -236,8 +230,11 @@ def _maybe_cascade(
     return steps
 
 
-def venue_series(rng: np.random.Generator, coin: Coin, venue: Venue, path: CoinPath) -> VenueSeries:
-    """One exchange's bars for the coin: the common market seen through its basis and size."""
+def venue_series(
+    rng: np.random.Generator, coin: Coin, venue: Venue, path: CoinPath
+) -> tuple[Bars, np.ndarray]:
+    """One exchange's bars for the coin (the common market seen through its basis and size), and
+    the funding rate settled by each step's end."""
     n = len(path.ts)
     noise = rng.standard_normal((n, 6))
     basis = venue.basis_bps * 1e-4 + 1.5e-4 * _ar1(noise[:, 0], 0.97)
@@ -254,7 +251,7 @@ def venue_series(rng: np.random.Generator, coin: Coin, venue: Venue, path: CoinP
     oi = coin.open_interest * venue.size * np.exp(path.log_oi + 0.004 * _ar1(noise[:, 5], 0.99))
     ratio = coin.ratio * np.exp(path.log_ratio + 0.05 * (venue.size - 1))
     decimals = _decimals(coin.price)
-    return VenueSeries(
+    bars = Bars(
         ts=path.ts,
         open=np.round(open_, decimals),
         high=np.round(high, decimals),
@@ -264,8 +261,8 @@ def venue_series(rng: np.random.Generator, coin: Coin, venue: Venue, path: CoinP
         taker_buy_volume=np.round(volume * share, 3),
         open_interest=np.round(oi, 3),
         long_short_ratio=np.round(ratio, 4),
-        funding_rate=_funding(path, rng),
     )
+    return bars, _funding(path, rng)
 
 
 def _funding(path: CoinPath, rng: np.random.Generator) -> np.ndarray:
@@ -276,9 +273,7 @@ def _funding(path: CoinPath, rng: np.random.Generator) -> np.ndarray:
     return np.round(rates[last], 6)
 
 
-def venue_events(
-    rng: np.random.Generator, coin: Coin, path: CoinPath, bars: VenueSeries
-) -> VenueEvents:
+def venue_events(rng: np.random.Generator, coin: Coin, path: CoinPath, bars: Bars) -> VenueEvents:
     """Liquidation orders: a trickle on ordinary wicks, bursts in the cascades, heavy-tailed sizes.
 
     Longs are liquidated inside the step's down-wick (between its low and the lower of open and
@@ -298,7 +293,7 @@ def venue_events(
 
 
 def _orders(
-    rng: np.random.Generator, coin: Coin, bars: VenueSeries, target: np.ndarray, is_long: bool
+    rng: np.random.Generator, coin: Coin, bars: Bars, target: np.ndarray, is_long: bool
 ) -> tuple[np.ndarray, ...]:
     alpha, cap = 1.5, 150
     mean_size = coin.min_order_usd * alpha / (alpha - 1)
@@ -342,8 +337,9 @@ def _decimals(price: float) -> int:
 
 def simulate(
     *, seed: int, days: int, end_ms: int
-) -> list[tuple[Coin, Venue, VenueSeries, VenueEvents]]:
-    """The whole demo market: for every coin and exchange, its bars and liquidation events."""
+) -> list[tuple[Coin, Venue, Bars, np.ndarray, VenueEvents]]:
+    """The whole demo market: for every coin and exchange, its bars, funding rates and
+    liquidation events."""
     count = days * DAY_MS // STEP_MS
     ts = end_ms - STEP_MS * np.arange(count - 1, -1, -1, dtype=np.int64)
     out = []
@@ -351,8 +347,8 @@ def simulate(
         path = simulate_coin(np.random.default_rng([seed, c]), coin, ts)
         for v, venue in enumerate(VENUES):
             rng = np.random.default_rng([seed, c, v + 1])
-            bars = venue_series(rng, coin, venue, path)
-            out.append((coin, venue, bars, venue_events(rng, coin, path, bars)))
+            bars, funding = venue_series(rng, coin, venue, path)
+            out.append((coin, venue, bars, funding, venue_events(rng, coin, path, bars)))
     return out
 
 
@@ -372,13 +368,13 @@ def demo_seed(
     Markets that hold real data (is_demo off) are never touched: they are listed in `kept`.
     """
     summary = DemoSummary()
-    for coin, venue, bars, events in simulate(seed=seed, days=days, end_ms=end_ms):
+    for coin, venue, bars, funding, events in simulate(seed=seed, days=days, end_ms=end_ms):
         market = _demo_market(coin, venue)
         if market is None:
             summary.kept.append(f"{venue.name} {venue.symbol(coin.base)}")
             continue
         with transaction.atomic():
-            _market_refill(market, bars, events)
+            _market_refill(market, bars, funding, events)
         summary.markets.append(market)
         summary.bars += len(bars.ts)
         summary.events += len(events.time)
@@ -408,15 +404,13 @@ def _demo_market(coin: Coin, venue: Venue) -> Market | None:
     return market if market.is_demo and market.step_ms == STEP_MS else None
 
 
-def _market_refill(market: Market, bars: VenueSeries, events: VenueEvents) -> None:
+def _market_refill(market: Market, bars: Bars, funding: np.ndarray, events: VenueEvents) -> None:
     """Replace the market's rows by the simulated ones (raw inserts: the ORM is 10x slower)."""
-    market.bars.all().delete()
-    market.events.all().delete()
-    market.snapshots.all().delete()
-    market.calibrations.all().delete()
+    market_rows_delete(market=market)
     adapt = connection.ops.adapt_datetimefield_value
-    times = [datetime.fromtimestamp(ms / 1000, tz=UTC) for ms in bars.ts.tolist()]
-    columns = [getattr(bars, name).tolist() for name in DEMO_BAR_FIELDS]
+    times = [ms_to_datetime(ms) for ms in bars.ts.tolist()]
+    columns = [getattr(bars, name).tolist() for name in BAR_VALUE_FIELDS]
+    columns.append(funding.tolist())
     _insert(
         Bar,
         ["market_id", "time", *DEMO_BAR_FIELDS],
@@ -437,7 +431,7 @@ def _market_refill(market: Market, bars: VenueSeries, events: VenueEvents) -> No
         [
             (
                 market.pk,
-                adapt(datetime.fromtimestamp(ms / 1000, tz=UTC)),
+                adapt(ms_to_datetime(ms)),
                 "long" if is_long else "short",
                 price,
                 quantity,
@@ -469,4 +463,4 @@ def _insert(model: type, columns: list[str], rows: list[tuple], batch: int = 500
             cursor.executemany(sql, rows[start : start + batch])
 
 
-DEMO_BAR_FIELDS = (*BAR_VALUE_FIELDS, "funding_rate")
+DEMO_BAR_FIELDS = (*BAR_VALUE_FIELDS, "funding_rate")  # the columns _market_refill writes

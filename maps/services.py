@@ -167,16 +167,22 @@ def market_demo_clear(*, market: Market) -> None:
     """Drop a demo market's simulated rows and make it a real market, so real data (an import,
     a backfill) takes their place instead of mixing with them."""
     with transaction.atomic():
-        market.bars.all().delete()
-        market.events.all().delete()
-        market.snapshots.all().delete()
-        market.calibrations.all().delete()
+        market_rows_delete(market=market)
         market.is_demo = False
         market.last_bar_at = None
         market.last_error = ""
         market.last_error_at = None
         market.save(update_fields=["is_demo", "last_bar_at", "last_error", "last_error_at"])
         exchange_demo_refresh(exchange=market.exchange)
+
+
+def market_rows_delete(*, market: Market) -> None:
+    """Delete everything stored for the market (bars, events, snapshots, calibrations); the
+    market itself and its settings stay."""
+    market.bars.all().delete()
+    market.events.all().delete()
+    market.snapshots.all().delete()
+    market.calibrations.all().delete()
 
 
 def exchange_demo_refresh(*, exchange: Exchange) -> None:

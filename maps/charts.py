@@ -512,16 +512,6 @@ def chart_json(result: Result, price: PriceLine, side: str, title: str) -> bytes
     return gzip.compress(text.encode(), compresslevel=6)
 
 
-def cached_chart_json(key: str, build: Callable[[], bytes]) -> bytes:
-    """The gzip chart JSON under `key` (which names the data's version), built once."""
-    full_key = f"charts:v{CHARTS_VERSION}:{key}"
-    payload = cache.get(full_key)
-    if payload is None:
-        payload = build()
-        cache.set(full_key, payload, CACHE_SECONDS)
-    return payload
-
-
 @dataclass(frozen=True)
 class StepLiquidation:
     time_ms: int

@@ -446,7 +446,7 @@ def pair_charts_response(
         title = f"{market.symbol} · {market.exchange.name} · {window} · {SIDES[side].lower()}"
         return charts.chart_json(result, price, side, title)
 
-    payload = charts.cached_chart_json(f"pair:{version}:{side}", build)
+    payload = charts.cached(f"charts:pair:{version}:{side}", build)
     return chart_response(request, payload, version=version)
 
 
@@ -619,7 +619,7 @@ def coin_charts_response(
         title = f"{coin} · {len(full)} markets summed · {window} · {SIDES[side].lower()}"
         return charts.chart_json(result, price, side, title)
 
-    payload = charts.cached_chart_json(f"coin:{version}:{side}", build)
+    payload = charts.cached(f"charts:coin:{version}:{side}", build)
     if not payload:
         return empty_charts_response()
     return chart_response(request, payload, version=version)

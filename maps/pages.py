@@ -21,12 +21,12 @@ from django.utils.cache import get_conditional_response, patch_cache_control, pa
 from django.utils.http import http_date, quote_etag
 
 from maps import charts
-from maps.models import MapSnapshot, Market
+from maps.models import MapSnapshot, Market, ms_to_datetime
 from maps.selectors import (
     Freshness,
     coin_bases,
+    market_bars_arrays,
     market_by_slugs,
-    market_closes,
     market_latest_calibration,
     market_snapshot_light,
     markets_for_listing,
@@ -454,11 +454,12 @@ def price_line(market: Market, result) -> charts.PriceLine:
     """The market's closes over the heatmap's period, stamped at each step's end."""
     if not len(result.heat_times):
         return charts.PriceLine.empty()
-    start = int(result.heat_times[0])
-    times, closes = market_closes(
-        market=market, start_ms=start, end_ms=int(result.as_of) + result.step_ms
+    bars = market_bars_arrays(
+        market_id=market.pk,
+        start=ms_to_datetime(int(result.heat_times[0])),
+        end=ms_to_datetime(int(result.as_of) + result.step_ms),
     )
-    return charts.PriceLine(times + result.step_ms, closes)
+    return charts.PriceLine(bars.ts + result.step_ms, bars.close)
 
 
 # The coin page: every tracked market of one coin on one grid.

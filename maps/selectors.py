@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import numpy as np
 from django.conf import settings
@@ -191,20 +191,6 @@ def coin_bases() -> list[dict]:
 
 def market_latest_calibration(*, market: Market) -> Calibration | None:
     return Calibration.objects.filter(market=market).order_by("-computed_at").first()
-
-
-def market_closes(*, market: Market, start_ms: int, end_ms: int) -> tuple[np.ndarray, np.ndarray]:
-    """(step open times in ms, closes) of the market's bars with start <= time < end."""
-    start = datetime.fromtimestamp(start_ms / 1000, tz=UTC)
-    end = datetime.fromtimestamp(end_ms / 1000, tz=UTC)
-    rows = list(
-        Bar.objects.filter(market=market, time__gte=start, time__lt=end)
-        .order_by("time")
-        .values_list("time", "close")
-    )
-    times = np.array([int(r[0].timestamp() * 1000) for r in rows], dtype=np.int64)
-    closes = np.array([r[1] for r in rows], dtype=np.float64)
-    return times, closes
 
 
 @dataclass(frozen=True)

@@ -10,10 +10,11 @@ from django.db.models import Count, IntegerField, OuterRef, QuerySet, Subquery, 
 from django.db.models.functions import Coalesce
 from django.http import HttpRequest
 from django.utils import timezone
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 from django.utils.timesince import timesince
 
 from maps import tasks
+from maps.metrics_rows import market_open_interest_realign
 from maps.models import (
     BAR_VALUE_FIELDS,
     Bar,
@@ -22,6 +23,7 @@ from maps.models import (
     LiquidationEvent,
     MapSnapshot,
     Market,
+    MetricsRow,
 )
 from maps.services import exchange_demo_refresh, market_demo_clear
 
@@ -112,14 +114,23 @@ class MarketAdmin(admin.ModelAdmin):
         "last_bar_at",
         "lag",
         "error",
+        "oi_alignment",
         "events_24h",
         "snapshot_count",
     ]
-    list_filter = ["exchange", "tracked", DemoFilter, "long_share"]
+    list_filter = ["exchange", "tracked", DemoFilter, "long_share", "oi_realign_pending"]
     list_select_related = ["exchange"]
     search_fields = ["symbol", "base", "slug", "exchange__name", "exchange__slug"]
-    readonly_fields = ["last_bar_at", "last_ingest_at", "last_error", "last_error_at", "created"]
-    actions = ["track", "untrack", "recompute_now", "backfill_now"]
+    readonly_fields = [
+        "last_bar_at",
+        "last_ingest_at",
+        "last_error",
+        "last_error_at",
+        "created",
+        "oi_realign_pending",
+        "alignment_check",
+    ]
+    actions = ["track", "untrack", "recompute_now", "backfill_now", "realign_now"]
     fieldsets = [
         (None, {"fields": ["exchange", "symbol", "slug", "base", "quote", "ccxt_symbol"]}),
         (
@@ -148,10 +159,53 @@ class MarketAdmin(admin.ModelAdmin):
             },
         ),
         (
+            "Open interest alignment",
+            {
+                "fields": ["metrics_stamp", "oi_realign_pending", "alignment_check"],
+                "description": (
+                    "How the market's 5-minute open-interest rows are stamped (MODEL.md v2.1, "
+                    "docs/model.md 'Alignment'), and the last check of the rows against the "
+                    "market's own prices. After changing the stamping, run 'Re-align open "
+                    "interest' to rebuild the bars from the stored rows."
+                ),
+            },
+        ),
+        (
             "Status",
             {"fields": ["last_bar_at", "last_ingest_at", "last_error", "last_error_at", "created"]},
         ),
     ]
+
+    @admin.display(description="OI alignment")
+    def oi_alignment(self, obj: Market) -> str:
+        """'re-align pending', 'contradicted' (the data disagree with the stamping) or 'ok'."""
+        if obj.oi_realign_pending:
+            return "re-align pending"
+        if obj.metrics_check.get("contradicted"):
+            return format_html('<strong style="color:#b91c1c">{}</strong>', "contradicted")
+        return "ok" if obj.metrics_check.get("files") else "-"
+
+    @admin.display(description="last check of the stamping")
+    def alignment_check(self, obj: Market) -> str:
+        check = obj.metrics_check
+        if not check.get("files"):
+            return "No open-interest rows checked yet."
+        header = format_html(
+            "<p>Checked {} under stamping <code>{}</code>: {} of {} file(s) contradict it.</p>",
+            check["checked_at"],
+            check["stamping"],
+            check["contradicted"],
+            len(check["files"]),
+        )
+        rows = format_html_join(
+            "",
+            '<li style="{}">{}</li>',
+            (
+                ("color:#b91c1c;font-weight:bold" if c["contradicts"] else "", c["message"])
+                for c in check["files"]
+            ),
+        )
+        return format_html("{}<ul>{}</ul>", header, rows)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         since = timezone.now() - timedelta(hours=24)
@@ -220,6 +274,15 @@ class MarketAdmin(admin.ModelAdmin):
             )
         self.message_user(request, f"Backfill queued for {len(ids)} market(s).", messages.SUCCESS)
 
+    @admin.action(description="Re-align open interest from the stored rows", permissions=["change"])
+    def realign_now(self, request: HttpRequest, queryset: QuerySet) -> None:
+        """Rebuild the bars' open interest from the raw rows under each market's stamping, then
+        queue a recompute of its maps."""
+        for market in queryset.filter(is_demo=False):
+            report = market_open_interest_realign(market=market)
+            transaction.on_commit(lambda pk=market.pk: tasks.market_snapshots_refresh.delay(pk))
+            self.message_user(request, f"{market}: {report.summary()}", messages.SUCCESS)
+
     def save_model(self, request: HttpRequest, obj: Market, form, change: bool) -> None:
         """A demo market made real loses its simulated rows (real ones must not mix with them);
         the exchange is demo only while all its markets are."""
@@ -242,6 +305,25 @@ class BarAdmin(ReadOnlyAdmin):
     date_hierarchy = "time"
     show_full_result_count = False
     ordering = ["-time"]
+
+
+@admin.register(MetricsRow)
+class MetricsRowAdmin(ReadOnlyAdmin):
+    list_display = [
+        "stamped_at",
+        "snapshot_at",
+        "market",
+        "source",
+        "open_interest",
+        "open_interest_value",
+        "long_short_ratio",
+        "top_position_ratio",
+    ]
+    list_filter = ["market__exchange", "market", "source"]
+    list_select_related = ["market__exchange"]
+    date_hierarchy = "stamped_at"
+    show_full_result_count = False
+    ordering = ["-stamped_at"]
 
 
 @admin.register(LiquidationEvent)

@@ -13,19 +13,24 @@ from __future__ import annotations
 import math
 import os
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+import numpy as np
 from django.db import transaction
 
+from maps.engine.alignment import StampCheck, check_stamping, snapshot_times
 from maps.engine.inputs import (
     ForceOrder,
+    KlineTable,
     Metric,
+    MetricsTable,
     StepKlines,
     aggregate_klines,
     detect_kind,
+    first_time,
     join_step,
     metric_steps,
     no_metrics_reason,
@@ -35,6 +40,7 @@ from maps.engine.inputs import (
     symbol_from_name,
 )
 from maps.engine.types import EngineError
+from maps.metrics_rows import ROW_FIELDS, metrics_rows_upsert
 from maps.models import (
     BAR_VALUE_FIELDS,
     Bar,
@@ -72,6 +78,9 @@ class ImportSummary:
     events_new: int = 0
     events_other_symbols: int = 0
     skipped: list[tuple[int, str]] = field(default_factory=list)
+    duplicates: dict[str, int] = field(default_factory=lambda: {"klines": 0, "metrics": 0})
+    metrics_rows: int = 0
+    checks: list[StampCheck] = field(default_factory=list)
 
     def note_bar(self, ts: int) -> None:
         self.bars_written += 1
@@ -88,7 +97,8 @@ def split_symbol(symbol: str) -> tuple[str, str]:
 
 
 def market_for_symbol(*, exchange_slug: str, symbol: str) -> tuple[Market, bool]:
-    """The exchange's market for `symbol`, created (with its exchange) when missing."""
+    """The exchange's market for `symbol`, created (with its exchange) when missing. A market an
+    import creates is not tracked: the admin decides whether it is followed live."""
     name, ccxt_id = EXCHANGES.get(exchange_slug, (exchange_slug.title(), exchange_slug))
     exchange, _ = Exchange.objects.get_or_create(
         slug=exchange_slug, defaults={"name": name, "ccxt_id": ccxt_id}
@@ -103,11 +113,24 @@ def market_for_symbol(*, exchange_slug: str, symbol: str) -> tuple[Market, bool]
             "base": base,
             "quote": quote,
             "ccxt_symbol": ccxt_symbol,
+            "tracked": False,
         },
     )
     if created:
         exchange_demo_refresh(exchange=exchange)
     return market, created
+
+
+def market_discard_if_empty(*, market: Market) -> bool:
+    """Delete a market (and its exchange, if that is left empty) that holds no data at all: what
+    an import that stored nothing leaves behind. Returns whether it was deleted."""
+    if market.bars.exists() or market.events.exists() or market.metrics_rows.exists():
+        return False
+    exchange = market.exchange
+    market.delete()
+    if not exchange.markets.exists():
+        exchange.delete()
+    return True
 
 
 def collect_files(paths: Iterable[str | os.PathLike]) -> list[Path]:
@@ -150,35 +173,29 @@ def plan_files(files: Iterable[Path], *, symbol: str) -> list[tuple[Path, str, f
 
 
 def _first_time(path: Path, kind: str) -> float:
-    reader, key = READERS[kind]
-    rows = reader(path)
-    try:
-        first = next(rows, None)
-    finally:
-        rows.close()
-    return math.inf if first is None else key(first)
-
-
-READERS: dict[str, tuple[Callable, Callable]] = {
-    "klines": (read_klines, lambda row: row.open_time),
-    "metrics": (read_metrics, lambda row: row.time),
-    "liquidations": (read_force_orders, lambda row: row.time),
-}
+    return first_time(path, kind)
 
 
 class MarketImport:
-    """One import into one market: feed it the planned files in order, then call finish()."""
+    """One import into one market: feed it the planned files in order, then call finish().
 
-    def __init__(self, market: Market, *, batch_size: int = BATCH_SIZE) -> None:
+    `stamping` is how the metrics rows are stamped (MODEL.md v2.1; `auto` is Binance's date rule);
+    each metrics file is checked against the closes of the klines imported before it."""
+
+    def __init__(
+        self, market: Market, *, batch_size: int = BATCH_SIZE, stamping: str = "auto"
+    ) -> None:
         self.market = market
         self.step = market.step_ms
         self.batch_size = batch_size
+        self.stamping = stamping
         self.klines: dict[int, StepKlines] = {}
         self.metrics: dict[int, Metric] = {}
         self.summary = ImportSummary()
         self._bars: dict[datetime, Bar] = {}
         self._skipped: list[tuple[int, str]] = []
         self._done: set[int] = set()
+        self._closes: list[tuple[np.ndarray, np.ndarray]] = []
 
     def import_file(self, path: Path, kind: str, first: float) -> None:
         """Import one file in one transaction; a bad file stores nothing and raises ImportFailed."""
@@ -201,7 +218,7 @@ class MarketImport:
         """Report what never found its partner, and record the market's last bar."""
         self._expire(math.inf)
         self.summary.skipped.sort()
-        last = self.market.bars.order_by("-time").values_list("time", flat=True).first()
+        last = self.market.bars.usable().order_by("-time").values_list("time", flat=True).first()
         if last != self.market.last_bar_at:
             self.market.last_bar_at = last
             self.market.save(update_fields=["last_bar_at"])
@@ -229,7 +246,9 @@ class MarketImport:
     ) -> Iterator[tuple[int, Bar]]:
         """The bars this file completes; its unmatched halves are left waiting in the dicts."""
         if kind == "klines":
-            for step in aggregate_klines(read_klines(path), self.step):
+            table = read_klines(path)
+            self._note_klines(table)
+            for step in aggregate_klines(table, self.step):
                 if step.ts in self._done:
                     continue
                 partner = metrics.pop(step.ts, None)
@@ -238,11 +257,8 @@ class MarketImport:
                 elif (bar := self._bar(step, partner)) is not None:
                     yield step.ts, bar
             return
-        for ts, row in metric_steps(read_metrics(path), self.step):
-            if row.symbol and row.symbol != self.market.symbol:
-                raise EngineError(
-                    f"{row.source}:{row.line}: symbol {row.symbol} is not {self.market.symbol}"
-                )
+        table = self._metrics_table(path)
+        for ts, row in metric_steps(table, self.step, self.stamping):
             if ts in self._done:
                 continue
             partner = klines.pop(ts, None)
@@ -250,6 +266,54 @@ class MarketImport:
                 metrics[ts] = row
             elif (bar := self._bar(partner, row)) is not None:
                 yield ts, bar
+
+    def _note_klines(self, table: KlineTable) -> None:
+        """Count the file's dropped duplicates and keep its closes at 5-minute boundaries (what
+        the metrics files are checked against)."""
+        self.summary.duplicates["klines"] += table.duplicates
+        ends = table.end_times
+        on_grid = ends % 300_000 == 0
+        self._closes.append((ends[on_grid], table.close[on_grid]))
+
+    def _metrics_table(self, path: Path) -> MetricsTable:
+        """The file's rows, checked to be of this market's symbol and against the klines' closes,
+        and kept as raw rows (inside the file's transaction)."""
+        table = read_metrics(path)
+        other = np.flatnonzero((table.symbol != "") & (table.symbol != self.market.symbol))
+        if other.size:
+            i = int(other[0])
+            raise EngineError(
+                f"{table.where(i)}: symbol {table.symbol[i]} is not {self.market.symbol}"
+            )
+        self.summary.duplicates["metrics"] += table.duplicates
+        snapshots = snapshot_times(table.time, self.stamping)
+        rows = [
+            {
+                "stamped_ms": int(table.time[i]),
+                "snapshot_ms": int(snapshots[i]),
+                **{name: float(getattr(table, name)[i]) for name in ROW_FIELDS},
+            }
+            for i in range(len(table))
+        ]
+        self.summary.metrics_rows += metrics_rows_upsert(
+            market=self.market, rows=rows, source=SOURCE
+        )
+        if len(table):
+            self.summary.checks.append(self._check(table))
+        return table
+
+    def _check(self, table: MetricsTable) -> StampCheck:
+        ends = np.concatenate([e for e, _ in self._closes]) if self._closes else np.zeros(0, int)
+        closes = np.concatenate([c for _, c in self._closes]) if self._closes else np.zeros(0)
+        order = np.argsort(ends, kind="stable")
+        return check_stamping(
+            source=table.sources[0],
+            stamps=table.time,
+            implied=table.implied_price,
+            close_times=ends[order],
+            closes=closes[order],
+            stamping=self.stamping,
+        )
 
     def _bar(self, step: StepKlines, row: Metric) -> Bar | None:
         """The step's bar, or None (and the step reported skipped) when it cannot be built."""
@@ -322,7 +386,12 @@ class MarketImport:
         return stored.count() - before
 
     def _expire(self, before: float) -> None:
-        """Report the halves older than `before`: no file still to come can hold their partner."""
+        """Report the halves older than `before`: no file still to come can hold their partner;
+        closes kept for the checks older than a day before it are let go."""
+        self._closes = [
+            (ends[ends >= before - 86_400_000], closes[ends >= before - 86_400_000])
+            for ends, closes in self._closes
+        ]
         for ts in [ts for ts in self.klines if ts < before]:
             reason = no_metrics_reason(self.klines.pop(ts), self.step)
             self.summary.skipped.append((ts, reason))

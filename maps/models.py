@@ -24,6 +24,11 @@ WINDOWS = {
 WINDOW_CHOICES = [(key, key) for key in WINDOWS]
 # A bar's values, in the engine's order (maps.engine.Bars); funding_rate is stored beside them.
 BAR_VALUE_FIELDS = (*BAR_FLOAT_FIELDS, "long_short_ratio")
+STAMPING_CHOICES = [
+    ("auto", "auto: Binance's rule (snapshot time before 2024-03-04, period start after)"),
+    ("start", "start: every row stamped with the start of its 5-minute period"),
+    ("end", "end: every row stamped with its snapshot time"),
+]
 STEP_CHOICES = [
     (300_000, "5 minutes"),
     (900_000, "15 minutes"),
@@ -124,6 +129,22 @@ class Market(models.Model):
         null=True, blank=True, default=24.0, help_text="Mean holding time; empty means infinite"
     )
     bin_bps = models.FloatField("bin width (bps)", default=10.0)
+    metrics_stamp = models.CharField(
+        "metrics stamping",
+        max_length=5,
+        choices=STAMPING_CHOICES,
+        default="auto",
+        help_text="How this market's 5-minute open-interest rows are stamped (MODEL.md v2.1)",
+    )
+    metrics_check = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="The last check of the open-interest rows' stamping against their own prices",
+    )
+    oi_realign_pending = models.BooleanField(
+        default=False,
+        help_text="Open interest was stored under the old alignment and awaits re-alignment",
+    )
 
     last_bar_at = models.DateTimeField(null=True, blank=True)
     last_ingest_at = models.DateTimeField(null=True, blank=True)
@@ -171,6 +192,13 @@ class Market(models.Model):
             raise ValidationError(str(exc)) from None
 
 
+class BarQuerySet(models.QuerySet):
+    def usable(self) -> BarQuerySet:
+        """Bars the model can use: those with a positive open interest (a bar whose metrics row
+        is missing, or reads 0, keeps its prices but is left out, like a skipped step)."""
+        return self.filter(open_interest__gt=0)
+
+
 class Bar(models.Model):
     """One step of one market: prices, volumes, open interest (base units at the step's end)."""
 
@@ -182,11 +210,15 @@ class Bar(models.Model):
     close = models.FloatField()
     volume = models.FloatField()
     taker_buy_volume = models.FloatField()
-    open_interest = models.FloatField()
+    open_interest = models.FloatField(
+        null=True, blank=True, help_text="Empty when no usable metrics row closes the step"
+    )
     long_short_ratio = models.FloatField(null=True, blank=True)
     funding_rate = models.FloatField(
         null=True, blank=True, help_text="Last funding rate settled by the step's end"
     )
+
+    objects = BarQuerySet.as_manager()
 
     class Meta:
         ordering = ["market", "time"]
@@ -196,6 +228,48 @@ class Bar(models.Model):
 
     def __str__(self) -> str:
         return f"{self.market_id} {self.time:%Y-%m-%d %H:%M}"
+
+
+class MetricsRow(models.Model):
+    """A 5-minute open-interest row exactly as its source stamped it: where a bar's open
+    interest and ratios come from, kept so the alignment can be redone from it, and the
+    positioning series (top traders, accounts, takers) for later use."""
+
+    SOURCE_CHOICES = [
+        ("binance-vision", "Binance bulk file"),
+        ("rest", "exchange REST history"),
+        ("bars-v2.0", "rebuilt from bars stored under the v2.0 alignment"),
+        ("demo", "simulated"),
+    ]
+
+    market = models.ForeignKey(Market, on_delete=models.CASCADE, related_name="metrics_rows")
+    stamped_at = models.DateTimeField(help_text="The row's own time stamp (create_time), UTC")
+    snapshot_at = models.DateTimeField(help_text="When the snapshot was taken, by the stamping")
+    source = models.CharField(max_length=16, choices=SOURCE_CHOICES)
+    open_interest = models.FloatField(null=True, blank=True, help_text="Base units")
+    open_interest_value = models.FloatField(null=True, blank=True, help_text="USD")
+    long_short_ratio = models.FloatField(
+        null=True, blank=True, help_text="Global long/short account ratio"
+    )
+    top_account_ratio = models.FloatField(
+        null=True, blank=True, help_text="Top traders' long/short ratio by accounts"
+    )
+    top_position_ratio = models.FloatField(
+        null=True, blank=True, help_text="Top traders' long/short ratio by positions"
+    )
+    taker_ratio = models.FloatField(null=True, blank=True, help_text="Taker buy/sell volume ratio")
+
+    class Meta:
+        ordering = ["market", "stamped_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["market", "stamped_at"], name="metrics_row_unique_stamp"
+            )
+        ]
+        indexes = [models.Index(fields=["market", "snapshot_at"], name="metrics_row_snapshot")]
+
+    def __str__(self) -> str:
+        return f"{self.market_id} {self.stamped_at:%Y-%m-%d %H:%M}"
 
 
 class LiquidationEvent(models.Model):

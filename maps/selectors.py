@@ -38,7 +38,8 @@ _COPY_ROW = np.dtype(
 def market_bars_arrays(
     *, market_id: int, start: datetime | None = None, end: datetime | None = None
 ) -> Bars:
-    """The market's bars with start <= time < end, ascending, as the engine's arrays.
+    """The market's usable bars (open interest above 0) with start <= time < end, ascending, as
+    the engine's arrays; a bar without open interest is left out like a skipped step.
 
     On PostgreSQL the rows arrive by binary COPY and are decoded by numpy in one pass, so no Python
     object is made per row. A missing long/short ratio becomes NaN.
@@ -53,7 +54,10 @@ def market_bars_arrays(
 
 def _bars_copy(market_id: int, start: datetime | None, end: datetime | None) -> dict:
     table = Bar._meta.db_table
-    where = [sql.SQL("market_id = {}").format(sql.Literal(market_id))]
+    where = [
+        sql.SQL("market_id = {}").format(sql.Literal(market_id)),
+        sql.SQL("open_interest > 0"),
+    ]
     if start is not None:
         where.append(sql.SQL("time >= {}").format(sql.Literal(start)))
     if end is not None:
@@ -79,7 +83,7 @@ def _bars_copy(market_id: int, start: datetime | None, end: datetime | None) -> 
 
 
 def _bars_rows(market_id: int, start: datetime | None, end: datetime | None) -> dict:
-    bars = Bar.objects.filter(market_id=market_id)
+    bars = Bar.objects.usable().filter(market_id=market_id)
     if start is not None:
         bars = bars.filter(time__gte=start)
     if end is not None:

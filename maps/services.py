@@ -39,7 +39,7 @@ _ARRAY_DTYPES = {
 def market_bars_for_windows(*, market: Market, windows: Iterable[str]) -> Bars:
     """Bars covering the longest of `windows`, ending at the market's last bar."""
     longest = max(WINDOWS[w] for w in windows)
-    last = market.bars.order_by("-time").values_list("time", flat=True).first()
+    last = market.bars.usable().order_by("-time").values_list("time", flat=True).first()
     if last is None:
         return market_bars_arrays(market_id=market.pk)
     start = last + timedelta(milliseconds=market.step_ms - longest)

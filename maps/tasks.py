@@ -25,6 +25,7 @@ from django.utils import timezone
 
 from maps import engine, ingest
 from maps.connectors import RETRYABLE_ERRORS, RateLimited
+from maps.metrics_rows import market_open_interest_realign
 from maps.models import MapSnapshot, Market
 from maps.selectors import markets_ingestible
 from maps.services import market_calibrate, market_snapshots_compute
@@ -100,7 +101,7 @@ def cooldown_remaining(ccxt_id: str) -> float:
 
 def market_snapshots_stale(market: Market) -> bool:
     """Whether some window's snapshot is missing, older than the last bar or from another engine."""
-    last = market.bars.aggregate(last=Max("time"))["last"]
+    last = market.bars.usable().aggregate(last=Max("time"))["last"]
     if last is None:
         return False
     fresh = MapSnapshot.objects.filter(
@@ -204,9 +205,13 @@ def market_snapshots_refresh(self, market_id: int, only_if_stale: bool = False) 
         if not acquired:
             log.info("compute of market %s already running, skipped", market_id)
             return 0
-        if only_if_stale and not market_snapshots_stale(market):
+        pending = market.oi_realign_pending
+        if only_if_stale and not pending and not market_snapshots_stale(market):
             return 0
         try:
+            if pending:
+                report = market_open_interest_realign(market=market)
+                log.info("market %s open interest re-aligned: %s", market_id, report.summary())
             snapshots = market_snapshots_compute(market=market)
         except DatabaseError as exc:
             market_error_record(market_id, "compute", exc)

@@ -744,6 +744,8 @@ def calibrate(bars: Bars, params: Params, events: Events, sim: Simulation) -> di
     for k, value in zip(fit_tiers, nnls(columns, target) if fit_tiers else [], strict=True):
         w_fit[k] = value
     weights, scale = _calibrated_weights([t.weight for t in params.tiers], w_fit, identified)
+    if not used:  # issue 9: no event to fit says so with a null scale and changes no weight
+        weights, scale = [t.weight for t in params.tiers], None
     estimated = {
         side: [sum(c * w for c, w in zip(row, w_fit, strict=True)) for row in unit.liquidated[side]]
         for side in SIDES

@@ -55,6 +55,7 @@ def market_form(market: Market, **changes) -> dict:
         "long_share": "taker",
         "holding_hours": 24,
         "bin_bps": 10,
+        "metrics_stamp": "auto",
     }
     return form | changes
 

@@ -119,14 +119,15 @@ def test_it_keeps_the_prior_weight_of_a_tier_it_cannot_identify():
     assert calibration["scale"] == pytest.approx(0.6 / 0.55, rel=1e-9)
 
 
-def test_it_falls_back_to_the_prior_when_nothing_fits():
+def test_it_reports_a_null_scale_and_keeps_the_weights_without_an_event_inside():
     bars = volatile_bars(200, 1, 0.006)
     params = Params(window_ms=200 * STEP)
     far = Events([T0 - 10 * STEP, T0 + 10**9], [True, False], [1.0, 1.0], [5.0, 5.0])
     calibration = run(bars, params, far).calibration
     assert calibration["events_used"] == 0 and calibration["events_outside"] == 2
     assert calibration["weights"] == pytest.approx(params.weights.tolist())
-    assert calibration["scale"] == 0.0
+    assert calibration["scale"] is None
+    assert "no liquidation event of this market" in calibration["reason"]
     assert calibration["corr_long"] is None and calibration["corr_short"] is None
     assert calibration["hit_rate"] is None and calibration["coverage"] is None
 

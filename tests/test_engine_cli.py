@@ -130,7 +130,7 @@ def test_it_says_why_when_no_step_is_complete(tmp_path, capsys):
     assert main(["--klines", KLINES, "--metrics", str(metrics), "--out", out]) == 1
     err = capsys.readouterr().err
     assert "error: fewer than 2 complete steps (0 built, " in err
-    assert "no metrics row at" in err
+    assert "no metrics row for the snapshot at" in err
 
 
 def test_it_runs_as_a_module_and_exits_non_zero_without_a_traceback(tmp_path):

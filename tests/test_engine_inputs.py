@@ -189,14 +189,14 @@ def test_it_takes_the_order_quantity_and_price_when_fill_fields_are_missing(tmp_
     [
         ("{not json", "not JSON"),
         (json.dumps({"o": {"S": "SELL", "q": "1", "p": "1"}}), "missing field 'T'"),
-        (json.dumps({"S": "HOLD", "T": 1, "q": "1", "p": "1"}), "side 'HOLD' is neither"),
-        (json.dumps({"S": "BUY", "T": 1, "q": "1", "p": "0"}), "no positive price in ap or p"),
-        (json.dumps({"S": "BUY", "T": 1, "q": "-1", "p": "5"}), "q -1 is negative"),
+        (json.dumps({"S": "HOLD", "T": T0, "q": "1", "p": "1"}), "side 'HOLD' is neither"),
+        (json.dumps({"S": "BUY", "T": T0, "q": "1", "p": "0"}), "no positive price in ap or p"),
+        (json.dumps({"S": "BUY", "T": T0, "q": "-1", "p": "5"}), "q -1 is negative"),
         (json.dumps(["x"]), "expected a JSON object"),
     ],
 )
 def test_it_rejects_bad_force_orders_naming_file_and_line(tmp_path, line, reason):
-    good = json.dumps({"S": "BUY", "T": 1, "q": "1", "p": "5"})
+    good = json.dumps({"S": "BUY", "T": T0, "q": "1", "p": "5"})
     path = write(tmp_path, "BTCUSDT-forceOrder.jsonl", [good, "", line])
     with pytest.raises(EngineError, match=rf"^BTCUSDT-forceOrder.jsonl:3: {reason}"):
         list(read_force_orders(path))
@@ -245,9 +245,24 @@ def test_it_aggregates_one_minute_klines_into_steps(tmp_path):
     assert second.ts == T0 + 300_000 and not second.complete
 
 
-def test_it_rejects_duplicate_or_unordered_klines(tmp_path):
-    with pytest.raises(EngineError, match=r"k.csv:2: duplicate kline at 2024-01-01T00:00:00Z"):
-        list(aggregate_klines(klines_rows(tmp_path, [0, 0]), 300_000))
+def test_it_drops_identical_duplicate_klines_and_counts_them(tmp_path):
+    table = klines_rows(tmp_path, [0, 0, 1, 2, 2, 3, 4])
+    assert [row.line for row in table] == [1, 3, 4, 6, 7]
+    assert table.duplicates == 2
+    (step,) = aggregate_klines(table, 300_000)
+    assert step.complete and step.volume == 50.0
+
+
+def test_it_names_both_lines_of_a_conflicting_duplicate_kline(tmp_path):
+    lines = [kline(T0), kline(T0 + MIN), kline(T0 + MIN, c=100.7)]
+    with pytest.raises(EngineError) as err:
+        read_klines(write(tmp_path, "k.csv", lines))
+    assert str(err.value) == (
+        "k.csv:2 and k.csv:3: two klines at 2024-01-01T00:01:00Z with different values"
+    )
+
+
+def test_it_rejects_unordered_klines(tmp_path):
     with pytest.raises(EngineError, match=r"k.csv:3: kline out of order"):
         list(aggregate_klines(klines_rows(tmp_path, [0, 2, 1]), 300_000))
     with pytest.raises(EngineError, match="whole number of minutes"):
@@ -300,21 +315,25 @@ def test_it_skips_and_reports_incomplete_steps(tmp_path):
         {"ts": T0 - 300_000, "reason": "no klines"},
         {"ts": T0 + 300_000, "reason": "klines incomplete (4 of 5 minutes)"},
         {"ts": T0 + 600_000, "reason": "metrics row m.csv:5 has no open interest"},
-        {"ts": T0 + 900_000, "reason": "no metrics row at 2024-01-01T00:20:00Z"},
+        {"ts": T0 + 900_000, "reason": "no metrics row for the snapshot at 2024-01-01T00:20:00Z"},
     ]
 
 
-def test_it_rejects_duplicate_metrics_rows(tmp_path):
-    metrics = read_metrics(
-        write(
-            tmp_path,
-            "m.csv",
-            [metric("2024-01-01 00:05:00"), metric("2024-01-01 00:05:00")],
-            METRIC_HEADER,
-        )
+def test_it_drops_a_whole_file_repeated_like_binances_2020_metrics(tmp_path):
+    rows = [metric(f"2024-01-01 00:{m:02d}:00", oi=str(1000 + m)) for m in (5, 10)]
+    metrics = read_metrics(write(tmp_path, "m.csv", rows + rows, METRIC_HEADER))
+    assert metrics.duplicates == 2 and [row.line for row in metrics] == [2, 3]
+    bars, skipped = build_bars(klines_rows(tmp_path, range(10)), metrics, 300_000)
+    assert bars.open_interest.tolist() == [1005.0, 1010.0] and skipped == []
+
+
+def test_it_names_both_lines_of_conflicting_metrics_rows(tmp_path):
+    rows = [metric("2024-01-01 00:05:00"), metric("2024-01-01 00:05:00", oi="999")]
+    with pytest.raises(EngineError) as err:
+        read_metrics(write(tmp_path, "m.csv", rows, METRIC_HEADER))
+    assert str(err.value) == (
+        "m.csv:2 and m.csv:3: two metrics rows at 2024-01-01T00:05:00Z with different values"
     )
-    with pytest.raises(EngineError, match=r"m.csv:3: duplicate metrics row"):
-        build_bars(klines_rows(tmp_path, range(5)), metrics, 300_000)
 
 
 def test_it_builds_bars_from_the_fixture_files():

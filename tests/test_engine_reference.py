@@ -816,11 +816,14 @@ def check_calibration(result: Result, expected: dict, params: Params) -> None:
         else:
             assert_near(actual[key], wanted[key], 1e-9, key)
     design, target = wanted["design"], wanted["target"]
+    if wanted["scale"] is None:
+        assert actual["scale"] is None
+        if wanted["events_used"] == 0:
+            assert_near(actual["weights"], [t.weight for t in params.tiers], 0, "prior weights")
+        return
     if wanted["scale"] == 0.0 or design.shape[1] == 0:
         assert actual["scale"] == 0.0
         assert_near(actual["weights"], [t.weight for t in params.tiers], 1e-12, "prior weights")
-        return
-    if wanted["scale"] is None:
         return
     unique = np.linalg.matrix_rank(design) == design.shape[1] and np.linalg.cond(design) < 1e6
     if not unique:

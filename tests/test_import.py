@@ -223,7 +223,7 @@ def test_it_reports_the_steps_it_skips(tmp_path: Path) -> None:
     assert not Bar.objects.filter(time__in=[at("2024-03-01 22:00"), at("2024-03-01 22:25")])
     assert "steps skipped: 2" in output
     assert "2024-03-01T22:00:00Z klines incomplete (4 of 5 minutes)" in output
-    assert "2024-03-01T22:25:00Z no metrics row at 2024-03-01T22:30:00Z" in output
+    assert "2024-03-01T22:25:00Z no metrics row for the snapshot at 2024-03-01T22:30:00Z" in output
 
 
 @pytest.mark.django_db

@@ -118,9 +118,17 @@ def calibrate(
     weights, fit, scale, identified = fit_weights(*per_tier, real_long, real_short, prior)
     hit_rate, coverage = zone_accuracy(path, params, sides, events, step, close, width)
     used = int(np.count_nonzero(step >= 1))
+    reason = None
+    if used == 0:
+        weights, scale = prior.copy(), None
+        reason = (
+            "no liquidation event of this market lies inside the modelled steps "
+            f"({len(events)} given, all outside): nothing to fit, the weights stay as configured"
+        )
     return {
         "weights": weights.tolist(),
         "scale": scale,
+        "reason": reason,
         "corr_long": correlation(per_tier[0] @ fit, real_long),
         "corr_short": correlation(per_tier[1] @ fit, real_short),
         "hit_rate": hit_rate,

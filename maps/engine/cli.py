@@ -5,21 +5,25 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import itertools
-import json
 import sys
 from collections.abc import Callable, Iterator
 
 import numpy as np
+import orjson
 
+from .alignment import STAMPINGS
 from .calibration import events_per_step
 from .core import run
 from .inputs import (
+    KlineTable,
+    MetricsTable,
     build_bars,
     build_events,
     detect_kind,
     read_force_orders,
     read_klines,
     read_metrics,
+    stamp_checks,
     symbol_from_name,
 )
 from .serialize import parse_duration, parse_tiers, result_to_json
@@ -52,6 +56,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--holding", default="24h", help="mean holding time, or inf [24h]")
     parser.add_argument("--bin-bps", type=float, default=10.0, help="bin width in bps [10]")
     parser.add_argument("--max-columns", type=int, default=500, help="heatmap columns [500]")
+    parser.add_argument(
+        "--metrics-stamp",
+        default="auto",
+        choices=STAMPINGS,
+        help="how metrics rows are stamped: auto (Binance's rule: the snapshot time before "
+        "2024-03-04, the start of its 5-minute period from then on), start, or end [auto]",
+    )
     parser.add_argument("--calibrate", action="store_true", help="fit weights to --liquidations")
     parser.add_argument("--out", required=True, help="result.json path, or - for stdout")
     return parser
@@ -78,7 +89,8 @@ def main(argv: list[str] | None = None) -> int:
 def _main(args: argparse.Namespace) -> int:
     params = _params(args)
     symbol = _Symbol(args.symbol)
-    bars, skipped = _bars(args, params, symbol)
+    inputs = _bars(args, params, symbol)
+    bars = inputs.bars
     if args.window.strip().lower() == "inf":
         params = dataclasses.replace(
             params, window_ms=int(bars.ts[-1] - bars.ts[0]) + params.step_ms
@@ -87,23 +99,49 @@ def _main(args: argparse.Namespace) -> int:
     if args.liquidations:
         events, others = build_events(_chain(args.liquidations, read_force_orders), symbol.value)
     result = run(bars, params, events if args.calibrate else None)
-    result.report["skipped"] = [dict(s, time=iso_utc(s["ts"])) for s in skipped]
+    result.report.update(inputs.report())
     result.report["symbol"] = symbol.value
     result.report["events_other_symbols"] = others
-    doc = result_to_json(result)
+    if result.calibration is not None and not len(events):
+        result.calibration["reason"] = (
+            f"no liquidation event of {symbol.value or 'this symbol'} in the files "
+            f"({others} of other symbols): nothing to fit, the weights stay as configured"
+        )
+    doc = result_to_json(result, arrays=True)
     if events is not None and not args.calibrate:
         ts = np.concatenate([[result.report["window_start"]], result.liq_times])
         real_long, real_short, _ = events_per_step(events, ts, params.step_ms)
-        doc["liquidated"]["real_long"] = real_long.tolist()
-        doc["liquidated"]["real_short"] = real_short.tolist()
+        doc["liquidated"]["real_long"] = real_long
+        doc["liquidated"]["real_short"] = real_short
     _write(doc, args.out)
     print(_summary(result, args.out), file=sys.stderr)
     return 0
 
 
-def _bars(args: argparse.Namespace, params: Params, symbol: _Symbol) -> tuple[Bars, list[dict]]:
-    """The bars of the klines and metrics files (and the steps skipped), after checking that
-    every file is of the kind its flag says and of one symbol."""
+@dataclasses.dataclass
+class _Inputs:
+    """The bars of a run and what reading the files found on the way."""
+
+    bars: Bars
+    skipped: list[dict]
+    klines: KlineTable
+    metrics: MetricsTable
+    checks: list
+
+    def report(self) -> dict:
+        return {
+            "skipped": [dict(s, time=iso_utc(s["ts"])) for s in self.skipped],
+            "duplicates_dropped": {
+                "klines": self.klines.duplicates,
+                "metrics": self.metrics.duplicates,
+            },
+            "metrics_checks": [check.as_dict() for check in self.checks],
+        }
+
+
+def _bars(args: argparse.Namespace, params: Params, symbol: _Symbol) -> _Inputs:
+    """The bars of the klines and metrics files, after checking that every file is of the kind
+    its flag says and of one symbol, and each metrics file against the klines' prices."""
     for paths, kind in (
         (args.klines, "klines"),
         (args.metrics, "metrics"),
@@ -113,12 +151,13 @@ def _bars(args: argparse.Namespace, params: Params, symbol: _Symbol) -> tuple[Ba
             _check_kind(path, kind)
             if kind != "liquidations":
                 symbol.check(symbol_from_name(path), path)
-    klines = _chain(_ordered(args.klines, read_klines, lambda r: r.open_time), read_klines)
-    metrics = _chain(_ordered(args.metrics, read_metrics, lambda r: r.time), read_metrics)
-    bars, skipped = build_bars(klines, symbol.rows(metrics), params.step_ms)
+    klines = KlineTable.concat([read_klines(path) for path in args.klines])
+    metrics = MetricsTable.concat([symbol.rows(read_metrics(path)) for path in args.metrics])
+    bars, skipped = build_bars(klines, metrics, params.step_ms, args.metrics_stamp)
     if len(bars) < 2:
         raise EngineError(_too_few(len(bars), skipped))
-    return bars, skipped
+    checks = stamp_checks(klines, metrics, args.metrics_stamp)
+    return _Inputs(bars, skipped, klines, metrics, checks)
 
 
 class _Symbol:
@@ -138,10 +177,15 @@ class _Symbol:
         elif symbol != self.value:
             raise EngineError(f"{where}: symbol {symbol} differs from {self.value} ({self.source})")
 
-    def rows(self, metrics: Iterator) -> Iterator:
-        for row in metrics:
-            self.check(row.symbol, f"{row.source}:{row.line}")
-            yield row
+    def rows(self, table: MetricsTable) -> MetricsTable:
+        """The table, once every row named a symbol is checked to be this run's."""
+        named = np.flatnonzero(table.symbol != "")
+        if named.size:
+            self.check(str(table.symbol[named[0]]), table.where(int(named[0])))
+            other = named[table.symbol[named] != self.value]
+            if other.size:
+                self.check(str(table.symbol[other[0]]), table.where(int(other[0])))
+        return table
 
 
 def _params(args: argparse.Namespace) -> Params:
@@ -170,17 +214,6 @@ def _check_kind(path: str, expected: str) -> None:
         raise EngineError(f"{path} looks like a {kind} file, not {expected}")
 
 
-def _ordered(paths: list[str], reader: Callable, key: Callable) -> list[str]:
-    """The files in the order of their first row's time (empty files last)."""
-    firsts = []
-    for path in paths:
-        rows = reader(path)
-        first = next(rows, None)
-        rows.close()
-        firsts.append(key(first) if first is not None else float("inf"))
-    return [path for _, path in sorted(zip(firsts, paths, strict=True), key=lambda p: p[0])]
-
-
 def _chain(paths: list[str], reader: Callable) -> Iterator:
     return itertools.chain.from_iterable(reader(path) for path in paths)
 
@@ -194,18 +227,47 @@ def _too_few(count: int, skipped: list[dict]) -> str:
 
 
 def _write(doc: dict, out: str) -> None:
+    """result.json through orjson, which writes the numpy arrays directly."""
+    data = orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY)
     if out == "-":
-        json.dump(doc, sys.stdout, allow_nan=False, separators=(",", ":"))
-        sys.stdout.write("\n")
+        sys.stdout.buffer.write(data + b"\n")
+        sys.stdout.flush()
         return
-    with open(out, "w", encoding="utf-8") as handle:
-        json.dump(doc, handle, allow_nan=False, separators=(",", ":"))
+    with open(out, "wb") as handle:
+        handle.write(data)
 
 
 def _summary(result, out: str) -> str:
+    """What the run did, in a few lines for standard error: the alignment check of every
+    metrics file comes first when the data contradict the stamping applied."""
     report = result.report
-    return (
+    dropped = report["duplicates_dropped"]
+    lines = [
         f"{out}: {report['steps']} steps to {iso_utc(result.as_of)}, {report['bins']} bins, "
         f"{report['columns']} columns, {len(report['skipped'])} steps skipped, "
-        f"{len(report['gaps'])} gaps"
+        f"{len(report['gaps'])} gaps, duplicate rows dropped: {dropped['klines']} klines, "
+        f"{dropped['metrics']} metrics"
+    ]
+    checks = report["metrics_checks"]
+    warnings = [c["message"] for c in checks if c["contradicts"]]
+    lines += [f"warning: {message}" for message in warnings]
+    if checks and not warnings:
+        lines.append(_checks_line(checks))
+    calibration = result.calibration
+    if calibration is not None and calibration.get("reason"):
+        lines.append(f"calibration: scale null: {calibration['reason']}")
+    return "\n".join(lines)
+
+
+def _checks_line(checks: list[dict]) -> str:
+    """One line for metrics files that all agree with their stamping (or could not be checked)."""
+    checked = [c for c in checks if c["median_rule"] is not None and c["checked"]]
+    if not checked:
+        return f"metrics stamping: {checks[0]['message']}"
+    rows = sum(c["checked"] for c in checked)
+    worst = max(checked, key=lambda c: c["median_rule"])
+    return (
+        f"metrics stamping confirmed on {rows} rows of {len(checked)} file(s) "
+        f"(worst median deviation from the close at the snapshot {100 * worst['median_rule']:.3f} "
+        f"%, the other reading {100 * worst['median_other']:.3f} %)"
     )

@@ -71,37 +71,43 @@ def _plain(value: float) -> float | int:
     return int(value) if float(value).is_integer() else float(value)
 
 
-def result_to_json(result: Result) -> dict:
-    """The result.json document: plain lists and numbers, no numpy."""
+def result_to_json(result: Result, *, arrays: bool = False) -> dict:
+    """The result.json document: plain lists and numbers; with `arrays`, the big lists stay
+    C-contiguous numpy arrays for an encoder that writes them directly (orjson)."""
+
+    def out(values) -> list | np.ndarray:
+        values = np.asarray(values)
+        return np.ascontiguousarray(values) if arrays else values.tolist()
+
     calibration = dict(result.calibration) if result.calibration is not None else None
     liquidated = {
-        "times": result.liq_times.tolist(),
-        "long": result.liq_long.sum(1).tolist(),
-        "short": result.liq_short.sum(1).tolist(),
-        "long_by_tier": result.liq_long.T.tolist(),
-        "short_by_tier": result.liq_short.T.tolist(),
+        "times": out(result.liq_times),
+        "long": out(result.liq_long.sum(1)),
+        "short": out(result.liq_short.sum(1)),
+        "long_by_tier": out(result.liq_long.T),
+        "short_by_tier": out(result.liq_short.T),
     }
     if calibration is not None:
         for key in ("real_long", "real_short"):
             if key in calibration:
-                liquidated[key] = np.asarray(calibration.pop(key)).tolist()
+                liquidated[key] = out(calibration.pop(key))
     return {
         "engine_version": ENGINE_VERSION,
         "as_of": int(result.as_of),
         "last_close": float(result.last_close),
         "step_ms": int(result.step_ms),
         "params": params_to_json(result.params),
-        "bins": {"edges": result.edges.tolist(), "width": _width(result)},
+        "bins": {"edges": out(result.edges), "width": _width(result)},
         "map": {
             "leverages": [_plain(t.leverage) for t in result.params.tiers],
-            "long": result.map_long.tolist(),
-            "short": result.map_short.tolist(),
+            "long": out(result.map_long),
+            "short": out(result.map_short),
         },
-        "cumulative": {"long": result.cum_long.tolist(), "short": result.cum_short.tolist()},
+        "cumulative": {"long": out(result.cum_long), "short": out(result.cum_short)},
         "heatmap": {
-            "times": result.heat_times.tolist(),
-            "long": result.heat_long.tolist(),
-            "short": result.heat_short.tolist(),
+            "times": out(result.heat_times),
+            "long": out(result.heat_long),
+            "short": out(result.heat_short),
         },
         "liquidated": liquidated,
         "clusters": to_plain(result.clusters),

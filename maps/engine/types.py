@@ -11,6 +11,12 @@ import numpy as np
 
 LONG_SHARE_MODES = ("taker", "ratio", "candle", "even")
 TAKER_TOLERANCE = 1e-9
+TIME_MIN_MS = 1_262_304_000_000  # 2010-01-01T00:00:00Z
+TIME_MAX_MS = 4_102_444_800_000  # 2100-01-01T00:00:00Z
+EVENT_MAX_PRICE = 1e9
+EVENT_MAX_NOTIONAL_USD = 1e11
+"""Bounds no real market data crosses: a time outside [2010, 2100), a liquidation price above
+$1e9 or a notional above $1e11 (a hundred billion) is a broken or hostile input, refused."""
 
 
 class EngineError(ValueError):
@@ -24,6 +30,30 @@ def iso_utc(ts_ms: int) -> str:
     if int(ts_ms) % 1000:
         text += f".{int(ts_ms) % 1000:03d}"
     return text + "Z"
+
+
+def time_problem(ts_ms: float) -> str | None:
+    """Why an epoch-ms time cannot be market data, or None."""
+    if not math.isfinite(ts_ms) or not TIME_MIN_MS <= ts_ms < TIME_MAX_MS:
+        return f"time {num(ts_ms)} ms lies outside 2010-2100"
+    return None
+
+
+def event_problem(time_ms: float, price: float, quantity: float) -> str | None:
+    """Why a liquidation (time, average price, base quantity) cannot be real, or None: the
+    one check the importer, the stream, the command line and the calibration share."""
+    problem = time_problem(time_ms)
+    if problem:
+        return problem
+    for name, value in (("price", price), ("quantity", quantity)):
+        if not math.isfinite(value) or value <= 0:
+            return f"{name} {num(value)} is not a positive finite number"
+    if price > EVENT_MAX_PRICE:
+        return f"price {num(price)} is above {num(EVENT_MAX_PRICE)}"
+    notional = price * quantity
+    if not notional <= EVENT_MAX_NOTIONAL_USD:
+        return f"notional {num(notional)} USD is above {num(EVENT_MAX_NOTIONAL_USD)}"
+    return None
 
 
 def num(value: float) -> str:

@@ -20,10 +20,13 @@ from maps.binance_vision import (
     ImportSummary,
     MarketImport,
     collect_files,
+    market_discard_if_empty,
     market_for_symbol,
     plan_files,
 )
+from maps.engine.alignment import STAMPINGS
 from maps.engine.types import EngineError, iso_utc
+from maps.metrics_rows import market_metrics_check_store
 from maps.models import Market
 from maps.services import market_demo_clear, market_snapshots_compute
 
@@ -44,6 +47,13 @@ class Command(BaseCommand):
         )
         parser.add_argument(
             "--no-compute", action="store_true", help="do not recompute the market's maps"
+        )
+        parser.add_argument(
+            "--metrics-stamp",
+            choices=STAMPINGS,
+            help="how the metrics rows are stamped: auto (Binance's rule: the snapshot time "
+            "before 2024-03-04, the start of its 5-minute period from then on), start or end; "
+            "remembered for the market [the market's own, auto for a new one]",
         )
         parser.add_argument("--quiet", action="store_true", help="no progress bar")
         parser.add_argument(
@@ -67,13 +77,24 @@ class Command(BaseCommand):
         if not plan:
             raise CommandError("no files to import (looked for .csv, .zip, .json, .jsonl)")
         market, created = market_for_symbol(exchange_slug=exchange, symbol=symbol)
-        self._check_demo(market, options["replace_demo"])
-        importer = MarketImport(market)
-        self._run(importer, plan, quiet=options["quiet"])
+        try:
+            self._check_demo(market, options["replace_demo"])
+            self._set_stamping(market, options["metrics_stamp"])
+            importer = MarketImport(market, stamping=market.metrics_stamp)
+            self._run(importer, plan, quiet=options["quiet"])
+        finally:
+            if created and market_discard_if_empty(market=market):
+                self.stdout.write(f"{market}: nothing was imported, the market was not created")
         summary = importer.finish()
         self._report(market, created, summary)
         if not options["no_compute"]:
             self._compute(market)
+
+    def _set_stamping(self, market: Market, stamping: str | None) -> None:
+        if stamping and stamping != market.metrics_stamp:
+            market.metrics_stamp = stamping
+            market.save(update_fields=["metrics_stamp"])
+            self.stdout.write(f"{market}: metrics rows read as stamped '{stamping}' from now on")
 
     def _check_demo(self, market: Market, replace: bool) -> None:
         if not market.is_demo:
@@ -97,7 +118,8 @@ class Command(BaseCommand):
                 except ImportFailed as exc:
                     bar.close()
                     summary = importer.finish()
-                    self._report(importer.market, False, summary)
+                    if done:
+                        self._report(importer.market, False, summary)
                     raise CommandError(
                         f"{exc}\nThat file was not imported; the {done} file(s) before it were "
                         "and stay stored."
@@ -130,7 +152,35 @@ class Command(BaseCommand):
                     else ""
                 )
             )
+        dropped = summary.duplicates
+        if any(dropped.values()) or summary.metrics_rows:
+            self.stdout.write(
+                f"  metrics rows kept: {summary.metrics_rows}; duplicate rows dropped: "
+                f"{dropped['klines']} klines, {dropped['metrics']} metrics"
+            )
+        self._report_checks(market, summary)
         self._report_skipped(summary.skipped)
+
+    def _report_checks(self, market: Market, summary: ImportSummary) -> None:
+        """The alignment check of each metrics file: warnings one per file, agreement in one
+        line; kept on the market for its admin page."""
+        checks = summary.checks
+        if not checks:
+            return
+        market_metrics_check_store(market=market, checks=checks, stamping=market.metrics_stamp)
+        for check in checks:
+            if check.contradicts:
+                self.stdout.write(self.style.WARNING(f"  {check.describe()}"))
+        agreeing = [c for c in checks if not c.contradicts and c.median_rule is not None]
+        if agreeing:
+            rows = sum(c.checked for c in agreeing)
+            worst = max(agreeing, key=lambda c: c.median_rule)
+            self.stdout.write(
+                f"  metrics stamping ({worst.applied}) confirmed by {len(agreeing)} file(s), "
+                f"{rows} rows: median deviation of the implied price from the close at the "
+                f"snapshot {100 * worst.median_rule:.3f} %, at the other reading "
+                f"{100 * worst.median_other:.3f} % (worst file: {worst.source})"
+            )
 
     def _report_skipped(self, skipped: list[tuple[int, str]]) -> None:
         if not skipped:

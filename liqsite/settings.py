@@ -235,6 +235,15 @@ CELERY_BEAT_SCHEDULE = {
 LIQSITE_BACKFILL_DAYS = envint("LIQSITE_BACKFILL_DAYS", 90, minimum=1)
 LIQSITE_EXCHANGE_REPLAY = os.environ.get("LIQSITE_EXCHANGE_REPLAY", "")
 LIQSITE_EXCHANGE_REPLAY_DELAY_MS = envint("LIQSITE_EXCHANGE_REPLAY_DELAY_MS", 0)
+# The liquidation websockets, as each exchange documents them today: Binance's forceOrder moved
+# under /market/ when it retired its legacy USD-M URLs on 2026-04-23. A URL change is a setting.
+_WS = {"ws", "wss"}
+LIQSITE_STREAM_URLS = {
+    "binanceusdm": envurl("LIQSITE_STREAM_URL_BINANCE", _WS)
+    or "wss://fstream.binance.com/market/stream",
+    "bybit": envurl("LIQSITE_STREAM_URL_BYBIT", _WS) or "wss://stream.bybit.com/v5/public/linear",
+    "okx": envurl("LIQSITE_STREAM_URL_OKX", _WS) or "wss://ws.okx.com:8443/ws/v5/public",
+}
 
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",

@@ -1,11 +1,14 @@
 """Ingestion: an exchange's series turned into bars (one per market and step) and upserted.
 
 A bar for the step [t, t + step) needs every 1-minute kline opening inside it and the open interest
-snapshot taken at t + step (the step's end, as in Binance's metrics files); in `ratio` mode it also
-needs the long/short ratio taken then, and in `taker` mode, on an exchange that publishes taker
-volume apart from its klines, every taker period inside the step. A step missing any of these is
-skipped and reported, never guessed. Where an exchange publishes no taker volume at all, bars
-carry a neutral half of the volume and the market is switched to the connector's long-share mode.
+snapshot taken at t + step (the step's end); which row holds that snapshot follows the connector's
+stamping (`Connector.oi_stamping`, MODEL.md v2.1, maps.engine.alignment), and the rows are kept as
+they came (maps.metrics_rows) and checked against the candles' closes where the exchange gives a
+USD value. In `ratio` mode a bar also needs the long/short ratio taken then, and in `taker` mode,
+on an exchange that publishes taker volume apart from its klines, every taker period inside the
+step. A step missing any of these is skipped and reported, never guessed. Where an exchange
+publishes no taker volume at all, bars carry a neutral half of the volume and the market is
+switched to the connector's long-share mode.
 
 A run covers, for a market with no bars, everything the exchange keeps (backfill); otherwise the
 steps after its last bar (incremental) and a few of the gaps between its bars (refill). Writes are
@@ -20,6 +23,7 @@ import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+import numpy as np
 from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
@@ -37,7 +41,14 @@ from maps.connectors import (
     connector_for,
 )
 from maps.connectors.base import DAY_MS, MINUTE_MS
+from maps.engine.alignment import (
+    CHECK_MIN_ROWS,
+    SNAPSHOT_PERIOD_MS,
+    check_stamping,
+    snapshot_times,
+)
 from maps.engine.types import iso_utc
+from maps.metrics_rows import market_metrics_check_store, metrics_rows_upsert
 from maps.models import BAR_VALUE_FIELDS, Bar, Market, datetime_to_ms, ms_to_datetime
 
 log = logging.getLogger(__name__)
@@ -79,9 +90,10 @@ class IngestReport:
 
 
 def steps_to_bars(
-    *, start: int, end: int, step_ms: int, series: Series, long_share: str
+    *, start: int, end: int, step_ms: int, series: Series, long_share: str, stamping: str = "end"
 ) -> tuple[list[dict], list[str]]:
-    """Bars for the steps opening in [start, end) and the reasons steps were skipped."""
+    """Bars for the steps opening in [start, end) and the reasons steps were skipped; the open
+    interest and ratio rows are read under `stamping`."""
     per_step = step_ms // MINUTE_MS
     candles: dict[int, list[Candle]] = {}
     for candle in series.candles:
@@ -92,8 +104,8 @@ def steps_to_bars(
         t = bucket.ts - bucket.ts % step_ms
         covered, buy = taker.get(t, (0, 0.0))
         taker[t] = (covered + bucket.span_ms, buy + bucket.buy)
-    oi = {p.ts: p.value for p in series.open_interest}
-    ratios = {p.ts: p.value for p in series.ratios}
+    oi = by_snapshot(series.open_interest, stamping)
+    ratios = by_snapshot(series.ratios, stamping)
     funding_times = [p.ts for p in series.funding]
     bars, skipped = [], []
     first = start + (-start) % step_ms
@@ -110,6 +122,13 @@ def steps_to_bars(
         bar["funding_rate"] = series.funding[index].value if index >= 0 else None
         bars.append(bar)
     return bars, skipped
+
+
+def by_snapshot(points: list[Point], stamping: str) -> dict[int, float]:
+    """The points' values keyed by their snapshot time under `stamping`."""
+    stamps = np.array([p.ts for p in points], dtype=np.int64)
+    snapshots = snapshot_times(stamps, stamping).tolist()
+    return {s: p.value for s, p in zip(snapshots, points, strict=True)}
 
 
 @dataclass(frozen=True)
@@ -273,22 +292,24 @@ def day_chunks(start: int, end: int) -> list[tuple[int, int]]:
     return chunks
 
 
+def stamp_range(start: int, end: int, step_ms: int) -> tuple[int, int]:
+    """The stamps of the rows whose snapshots close the steps opening in [start, end), whatever
+    the stamping: snapshots at [start + step, end + step), stamped then or 5 minutes before."""
+    return start + step_ms - SNAPSHOT_PERIOD_MS, end + step_ms
+
+
 def fetch_series(
     *, connector: Connector, symbol: str, start: int, end: int, step_ms: int, report: IngestReport
 ) -> Series:
     """The series for steps opening in [start, end); optional ones that fail are left empty."""
+    first, last = stamp_range(start, end, step_ms)
     series = Series(
         candles=connector.candles(symbol, start, end),
-        open_interest=connector.open_interest(symbol, start + step_ms, end + step_ms),
+        open_interest=connector.open_interest(symbol, first, last),
         taker_expected=connector.has_taker_volume,
     )
     series.ratios = _optional(
-        report,
-        "long/short ratio",
-        connector.long_short_ratio,
-        symbol,
-        start + step_ms,
-        end + step_ms,
+        report, "long/short ratio", connector.long_short_ratio, symbol, first, last
     )
     series.taker = _optional(report, "taker volume", connector.taker_volume, symbol, start, end)
     return series
@@ -320,12 +341,58 @@ def _ingest_day(
         connector=connector, symbol=symbol, start=start, end=end, step_ms=step, report=report
     )
     series.funding = funding
+    stamping = market.metrics_stamp if market.metrics_stamp != "auto" else connector.oi_stamping
     bars, skipped = steps_to_bars(
-        start=start, end=end, step_ms=step, series=series, long_share=market.long_share
+        start=start,
+        end=end,
+        step_ms=step,
+        series=series,
+        long_share=market.long_share,
+        stamping=stamping,
     )
     with transaction.atomic():
+        metrics_rows_upsert(market=market, rows=raw_rows(series, stamping), source="rest")
         report.written += bars_upsert(market=market, bars=bars)
     report.skipped += skipped
+    _check_stamping(market, connector, series, stamping, report)
+
+
+def raw_rows(series: Series, stamping: str) -> list[dict]:
+    """The open-interest rows as fetched, with the ratio stamped alike, for maps.metrics_rows."""
+    ratios = {p.ts: p.value for p in series.ratios}
+    stamps = np.array([p.ts for p in series.open_interest], dtype=np.int64)
+    snapshots = snapshot_times(stamps, stamping).tolist()
+    return [
+        {
+            "stamped_ms": p.ts,
+            "snapshot_ms": snapshot,
+            "open_interest": p.value,
+            "open_interest_value": p.usd,
+            "long_short_ratio": ratios.get(p.ts),
+        }
+        for p, snapshot in zip(series.open_interest, snapshots, strict=True)
+    ]
+
+
+def _check_stamping(market, connector, series: Series, stamping: str, report) -> None:
+    """Check the rows' stamping against the candles' closes (where the exchange gives the open
+    interest's USD value) and keep the result on the market; a contradiction is a warning."""
+    points = [p for p in series.open_interest if p.usd]
+    if len(points) < CHECK_MIN_ROWS:
+        return
+    candles = series.candles
+    check = check_stamping(
+        source=f"{connector.slug} REST {iso_utc(points[0].ts)[:10]}",
+        stamps=np.array([p.ts for p in points], dtype=np.int64),
+        implied=np.array([p.usd / p.value if p.value else np.nan for p in points]),
+        close_times=np.array([c.ts + MINUTE_MS for c in candles], dtype=np.int64),
+        closes=np.array([c.close for c in candles]),
+        stamping=stamping,
+    )
+    market_metrics_check_store(market=market, checks=[check], stamping=stamping)
+    if check.contradicts:
+        report.warnings.append(check.describe())
+        log.warning("market %s: %s", market.pk, check.describe())
 
 
 def market_ingest(
@@ -351,7 +418,7 @@ def market_ingest(
             _ingest_day(market, connector, symbol, (a, b), funding, report)
         if (start, stop) in plan.gaps:
             cache.set(gap_key(market.pk, (start, stop)), 1, GAP_RETRY_SECONDS)
-    last = market.bars.aggregate(last=Max("time"))["last"]
+    last = market.bars.usable().aggregate(last=Max("time"))["last"]
     report.last_bar_ms = datetime_to_ms(last) if last else None
     report.refilled_gap = bool(plan.gaps) and report.written > 0
     Market.objects.filter(pk=market.pk).update(last_bar_at=last, last_ingest_at=timezone.now())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -13,7 +14,7 @@ from django.utils import timezone
 from psycopg import sql
 
 from maps.connectors import CONNECTORS
-from maps.engine.types import Bars, Events
+from maps.engine.types import Bars, Events, event_problem
 from maps.models import (
     BAR_VALUE_FIELDS,
     Bar,
@@ -96,19 +97,34 @@ def _bars_rows(market_id: int, start: datetime | None, end: datetime | None) -> 
     return out
 
 
-def market_events_arrays(*, market_id: int, start: datetime, end: datetime) -> Events:
-    """Real liquidation events of the market with start <= time < end, as the engine's arrays."""
+def market_events_arrays(
+    *, market_id: int, start: datetime, end: datetime
+) -> tuple[Events, list[str]]:
+    """Real liquidation events of the market with start <= time < end, as the engine's arrays,
+    and why any stored event was left out (impossible values stored before they were refused at
+    the door: `event_problem`), so one bad row never fails a calibration."""
     rows = list(
         LiquidationEvent.objects.filter(market_id=market_id, time__gte=start, time__lt=end)
         .order_by("time")
-        .values_list("time", "side", "price", "notional_usd")
+        .values_list("pk", "time", "side", "price", "quantity", "notional_usd")
     )
-    return Events(
-        time=np.array([int(r[0].timestamp() * 1000) for r in rows], dtype=np.int64),
-        is_long=np.array([r[1] == "long" for r in rows], dtype=bool),
-        price=np.array([r[2] for r in rows], dtype=np.float64),
-        notional=np.array([r[3] for r in rows], dtype=np.float64),
+    kept, refused = [], []
+    for pk, time, side, price, quantity, notional in rows:
+        time_ms = int(time.timestamp() * 1000)
+        problem = event_problem(time_ms, price, quantity)
+        if problem is None and not math.isfinite(notional):
+            problem = f"notional {notional} is not finite"
+        if problem:
+            refused.append(f"event {pk}: {problem}")
+        else:
+            kept.append((time_ms, side == "long", price, notional))
+    events = Events(
+        time=np.array([r[0] for r in kept], dtype=np.int64),
+        is_long=np.array([r[1] for r in kept], dtype=bool),
+        price=np.array([r[2] for r in kept], dtype=np.float64),
+        notional=np.array([r[3] for r in kept], dtype=np.float64),
     )
+    return events, refused
 
 
 def markets_ingestible(*, ccxt_ids: Iterable[str] | None = None) -> models.QuerySet:

@@ -135,7 +135,14 @@ def market_calibrate(*, market: Market, window: str = "30d") -> Calibration | No
         return None
     start = ms_to_datetime(int(bars.ts[0]))
     end = ms_to_datetime(int(bars.ts[-1]) + market.step_ms)
-    events = market_events_arrays(market_id=market.pk, start=start, end=end)
+    events, refused = market_events_arrays(market_id=market.pk, start=start, end=end)
+    if refused:
+        log.warning(
+            "calibration of %s leaves out %d stored event(s) with impossible values: %s",
+            market,
+            len(refused),
+            "; ".join(refused[:5]),
+        )
     if len(events.time) == 0:
         return None
     params = market.engine_params(window, max_columns=settings.LIQSITE_MAX_COLUMNS)

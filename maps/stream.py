@@ -24,6 +24,7 @@ from asgiref.sync import sync_to_async
 from django.db import close_old_connections, connections
 
 from maps.connectors import Connector, Liquidation, connector_for
+from maps.engine.types import event_problem
 from maps.models import LiquidationEvent, Market
 from maps.selectors import markets_ingestible
 
@@ -232,18 +233,25 @@ async def _session(connector, url, symbols, subscription, writer, stop):
 async def _handle(connector, raw, subscription: Subscription, writer: EventWriter) -> None:
     """Queue the message's events. A message that cannot be read, whatever is wrong with it
     (not what the exchange documents, wrong types, an impossible time), is logged and skipped:
-    one bad message must not cost the connection and the messages behind it."""
+    one bad message must not cost the connection and the messages behind it. A liquidation with
+    impossible values (`event_problem`: a time outside 2010-2100, a price or notional no market
+    has) is skipped alone, with its reason."""
     try:
-        events = [
-            liquidation_event(liquidation, subscription.markets[liquidation.symbol][0])
-            for liquidation in connector.parse_liquidations(raw, subscription.contract_sizes)
-        ]
+        liquidations = connector.parse_liquidations(raw, subscription.contract_sizes)
     except Exception as exc:
         writer.stats.malformed += 1
         log.warning("%s stream: message skipped: %r (%s)", connector.slug, str(raw)[:200], exc)
         return
-    for event in events:
-        await writer.put(event)
+    for liquidation in liquidations:
+        problem = event_problem(liquidation.time_ms, liquidation.price, liquidation.quantity)
+        if problem:
+            writer.stats.malformed += 1
+            log.warning(
+                "%s stream: liquidation refused: %s: %r", connector.slug, problem, liquidation
+            )
+            continue
+        market_id = subscription.markets[liquidation.symbol][0]
+        await writer.put(liquidation_event(liquidation, market_id))
 
 
 async def _ping(ws, connector: Connector) -> None:

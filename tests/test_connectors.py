@@ -11,6 +11,7 @@ import ccxt
 import pytest
 
 from maps.connectors import ConnectorError, RateLimited
+from maps.connectors.bybit import one_sided_open_interest
 from maps.connectors.replay import ReplayMissing
 
 RECORDINGS = Path(__file__).parent / "fixtures" / "exchanges"
@@ -91,11 +92,12 @@ def test_it_reads_open_interest_in_base_units_on_every_exchange(replay_connector
     bybit = replay_connector("bybit").open_interest(BTC, START, END + STEP)
     okx = replay_connector("okx").open_interest(BTC, START, END + STEP)
 
-    first_binance = recorded("binance", "open_interest_hist_5m.json")[0]
+    first_binance = recorded("binance", "open_interest_hist_5m.json")[1]  # [0] is stamped 17:55
     first_bybit = recorded("bybit", "open_interest_5min.json")["result"]["list"][-1]
     first_okx = recorded("okx", "open_interest_history_5m.json")["data"][-1]
-    assert [p.ts for p in binance] == list(range(START, END + STEP, STEP))
+    assert [p.ts for p in binance] == list(range(START, END + STEP - 300_000, STEP))
     assert binance[0].value == float(first_binance["sumOpenInterest"])
+    assert binance[0].usd == float(first_binance["sumOpenInterestValue"])
     assert [p.ts for p in bybit] == list(range(START, END + STEP, STEP))
     assert bybit[0].value == float(first_bybit["openInterest"])
     assert okx[0].ts == int(first_okx[0])
@@ -108,7 +110,7 @@ def test_it_reads_the_global_long_short_account_ratio(replay_connector):
     bybit = replay_connector("bybit").long_short_ratio(BTC, START, END + STEP)
     okx = replay_connector("okx").long_short_ratio(BTC, START, END + STEP)
 
-    row = recorded("binance", "global_long_short_account_ratio_5m.json")[0]
+    row = recorded("binance", "global_long_short_account_ratio_5m.json")[1]
     assert binance[0].ts == START
     assert binance[0].value == float(row["longShortRatio"])
     oldest = recorded("bybit", "account_ratio_5min.json")["result"]["list"][-1]
@@ -116,7 +118,8 @@ def test_it_reads_the_global_long_short_account_ratio(replay_connector):
     assert bybit[0].value == pytest.approx(float(oldest["buyRatio"]) / float(oldest["sellRatio"]))
     assert okx[0].ts == START
     assert okx[0].value == float(recorded("okx", "long_short_account_ratio_5m.json")["data"][-1][1])
-    assert len(binance) == len(bybit) == len(okx) == 145
+    assert len(bybit) == len(okx) == 145
+    assert len(binance) == 144  # Binance stamps a row with its period's start: one less inside
 
 
 def test_it_reads_okx_taker_buy_volume_per_period_in_base_units(replay_connector):
@@ -281,3 +284,37 @@ def test_it_parses_the_documented_kline_examples(replay_connector, ccxt_id, path
 
     assert [c.ts for c in candles] == [stamp]
     assert candles[0].close == float(first[4])
+
+
+def test_it_takes_bybits_one_sided_open_interest_from_the_documented_example():
+    doc = recorded("bybit", "doc_open_interest_two_sided.json")["result"]["list"][0]
+
+    assert one_sided_open_interest(doc) == 64523.108
+    assert one_sided_open_interest(doc) == float(doc["openInterest"]) / 2
+
+
+@pytest.mark.parametrize(
+    ("row", "expected"),
+    [
+        ({"openInterest": "10", "singleOpenInterest": "", "timestamp": "1"}, 5.0),
+        ({"openInterest": "10", "singleOpenInterest": None, "timestamp": "1"}, 5.0),
+        ({"openInterest": "10", "timestamp": "1"}, 10.0),  # the older, one-sided shape
+        ({"openInterest": "x", "timestamp": "1"}, None),
+        ({"openInterest": "-1", "singleOpenInterest": "-1"}, None),
+        (["10"], None),
+    ],
+)
+def test_it_halves_bybits_two_sided_figure_only_by_the_payloads_fields(row, expected):
+    assert one_sided_open_interest(row) == expected
+
+
+def test_it_reads_one_side_of_bybits_current_payload_through_ccxt(replay_connector):
+    route = {
+        "path": "/v5/market/open-interest",
+        "match": {"category": "linear", "symbol": "BTCUSDT", "intervalTime": "5min"},
+        "file": "open_interest_5min_two_sided.json",
+    }
+    current = replay_connector("bybit", route).open_interest(BTC, START, END + STEP)
+    older = replay_connector("bybit").open_interest(BTC, START, END + STEP)
+
+    assert current == older and len(current) == 145

@@ -223,7 +223,7 @@ def test_it_stores_binance_bars_in_base_units_from_the_recorded_rows(live_market
     assert bar.close == float(klines[-1][4])
     assert bar.volume == pytest.approx(sum(float(k[5]) for k in klines))
     assert bar.taker_buy_volume == pytest.approx(sum(float(k[9]) for k in klines))
-    assert oi["timestamp"] == START + STEP
+    assert oi["timestamp"] == START  # stamped with its period's start, taken at START + STEP
     assert bar.open_interest == float(oi["sumOpenInterest"])
     assert bar.long_short_ratio == float(ratio["longShortRatio"])
     assert bar.funding_rate == 0.00008213
@@ -330,3 +330,78 @@ def test_it_stops_before_the_current_step(live_market):
 
     last = market.bars.order_by("-time").first()
     assert last.time + timedelta(milliseconds=2 * STEP) > dt(1736920950000)
+
+
+# --- MODEL.md v2.1: which row closes a step, the rows kept, the stamping checked ---------------
+
+
+def test_it_reads_a_row_stamped_with_its_periods_start_as_closing_that_period():
+    series = Series(candles=candles(START), open_interest=[Point(START, 500.0)])
+
+    ended, _ = steps_to_bars(
+        start=START, end=START + STEP, step_ms=STEP, series=series, long_share="taker"
+    )
+    started, _ = steps_to_bars(
+        start=START,
+        end=START + STEP,
+        step_ms=STEP,
+        series=series,
+        long_share="taker",
+        stamping="start",
+    )
+
+    assert ended == []  # read as taken at START, the row closes the step before
+    assert started[0]["ts"] == START and started[0]["open_interest"] == 500.0
+
+
+def test_it_keeps_every_fetched_row_as_stamped_and_confirms_binances_stamping(live_market):
+    market = live_market("binanceusdm")
+
+    report = market_ingest(market=market)
+
+    market.refresh_from_db()
+    recorded = json.loads((RECORDINGS / "binance" / "open_interest_hist_5m.json").read_text())
+    rows = market.metrics_rows.order_by("stamped_at")
+    first = rows.get(stamped_at=dt(START))
+    assert first.snapshot_at == dt(START + STEP) and first.source == "rest"
+    assert first.open_interest == float(recorded[1]["sumOpenInterest"])
+    assert first.open_interest_value == float(recorded[1]["sumOpenInterestValue"])
+    assert first.long_short_ratio is not None
+    check = market.metrics_check
+    assert check["stamping"] == "auto" and check["contradicted"] == 0
+    assert check["files"][0]["median_rule"] < 1e-9 < check["files"][0]["median_other"]
+    assert report.warnings == []
+
+
+def test_it_warns_when_the_data_contradict_the_stamping_the_market_forces(live_market):
+    market = live_market("binanceusdm")
+    market.metrics_stamp = "end"
+    market.save()
+
+    report = market_ingest(market=market)
+
+    market.refresh_from_db()
+    assert market.metrics_check["contradicted"] >= 1
+    assert any("contradict the stamping applied (end)" in w for w in report.warnings)
+    # read as taken at their stamp, the rows give each step the next step's open interest
+    recorded = json.loads((RECORDINGS / "binance" / "open_interest_hist_5m.json").read_text())
+    assert market.bars.get(time=dt(START)).open_interest == float(recorded[2]["sumOpenInterest"])
+
+
+def test_it_stores_bybits_one_sided_open_interest_from_the_current_payload(
+    live_market, replay_connector
+):
+    two_sided = {
+        "path": "/v5/market/open-interest",
+        "match": {"category": "linear", "symbol": "BTCUSDT", "intervalTime": "5min"},
+        "file": "open_interest_5min_two_sided.json",
+    }
+    connector = replay_connector("bybit", two_sided)
+    market = live_market("bybit")
+
+    market_ingest(market=market, connector=connector)
+
+    old = json.loads((RECORDINGS / "bybit" / "open_interest_5min.json").read_text())
+    one_side = {int(r["timestamp"]): float(r["openInterest"]) for r in old["result"]["list"]}
+    bar = market.bars.get(time=dt(START))
+    assert bar.open_interest == one_side[START + STEP]

@@ -42,10 +42,26 @@ def test_it_reads_a_binance_sell_force_order_as_a_long_liquidated():
     assert connector.parse_liquidations(other, sizes) == []
 
 
-def test_it_subscribes_binance_streams_in_the_url():
+def test_it_subscribes_binance_streams_in_the_url_under_the_market_path():
     url = BinanceConnector(None).stream_url(["ETHUSDT", "BTCUSDT"])
 
-    assert url == "wss://fstream.binance.com/stream?streams=btcusdt@forceOrder/ethusdt@forceOrder"
+    assert url == (
+        "wss://fstream.binance.com/market/stream?streams=btcusdt@forceOrder/ethusdt@forceOrder"
+    )
+
+
+def test_it_takes_each_exchanges_stream_url_from_the_settings(settings):
+    settings.LIQSITE_STREAM_URLS = {
+        **settings.LIQSITE_STREAM_URLS,
+        "binanceusdm": "wss://fstream.example.test/market/stream",
+        "okx": "wss://okx.example.test/ws/v5/public",
+    }
+
+    url = BinanceConnector(None).stream_url(["BTCUSDT"])
+
+    assert url == "wss://fstream.example.test/market/stream?streams=btcusdt@forceOrder"
+    assert OkxConnector(None).stream_url(["BTC-USDT-SWAP"]) == "wss://okx.example.test/ws/v5/public"
+    assert BybitConnector(None).stream_url([]) == "wss://stream.bybit.com/v5/public/linear"
 
 
 def test_it_reads_a_bybit_buy_as_a_long_liquidated():

@@ -41,10 +41,14 @@ class Candle:
 
 @dataclass(frozen=True)
 class Point:
-    """A value observed at a time: open interest (base units), a ratio or a funding rate."""
+    """A value observed at a time: open interest (base units), a ratio or a funding rate. For
+    open interest and ratios `ts` is the row's own stamp, which the connector's `oi_stamping`
+    maps to the snapshot time (maps.engine.alignment); `usd` is the open interest's USD value
+    where the exchange gives it (what the stamping is checked with)."""
 
     ts: int
     value: float
+    usd: float | None = None
 
 
 @dataclass(frozen=True)
@@ -118,7 +122,8 @@ class Connector:
     candle_page: ClassVar[int]
     stat_page: ClassVar[int]
     funding_page: ClassVar[int] = 100
-    ws_url: ClassVar[str]
+    oi_stamping: ClassVar[str] = "end"
+    """How the 5-minute open-interest and ratio history is stamped (maps.engine.alignment)."""
     ws_ping: ClassVar[str | None] = None
     ws_ping_seconds: ClassVar[float] = 20.0
 
@@ -190,7 +195,7 @@ class Connector:
         )
 
     def open_interest(self, symbol: str, start: int, end: int) -> list[Point]:
-        """5-minute open-interest snapshots (base units) taken at times in [start, end)."""
+        """5-minute open-interest rows (base units) stamped at times in [start, end)."""
         return self._series(
             lambda a, b: self._open_interest(symbol, a, b),
             start,
@@ -199,7 +204,7 @@ class Connector:
         )
 
     def long_short_ratio(self, symbol: str, start: int, end: int) -> list[Point]:
-        """5-minute global long/short account ratios taken at times in [start, end)."""
+        """5-minute global long/short account ratios stamped at times in [start, end)."""
         return self._series(
             lambda a, b: self._long_short_ratio(symbol, a, b),
             start,
@@ -251,7 +256,13 @@ class Connector:
             params={"until": end - 1},
         )
         label = f"{self.slug} {market['id']} open interest"
-        return points_from(rows, "openInterestAmount", label, scale=self.contract_size(symbol))
+        return points_from(
+            rows,
+            "openInterestAmount",
+            label,
+            scale=self.contract_size(symbol),
+            usd_field="openInterestValue",
+        )
 
     def _long_short_ratio(self, symbol: str, start: int, end: int) -> list[Point]:
         """One page of ccxt's 5-minute global long/short account ratio history."""
@@ -283,8 +294,16 @@ class Connector:
         return points
 
     # --- liquidation stream -------------------------------------------------------------------
+    @property
+    def stream_base(self) -> str:
+        """The exchange's liquidation websocket, from settings.LIQSITE_STREAM_URLS (the
+        documented addresses by default, so the next migration is a configuration change)."""
+        from django.conf import settings
+
+        return settings.LIQSITE_STREAM_URLS[self.ccxt_id]
+
     def stream_url(self, symbols: list[str]) -> str:
-        return self.ws_url
+        return self.stream_base
 
     def subscribe_messages(self, symbols: list[str]) -> list[str]:
         return []
@@ -347,8 +366,11 @@ def rows_of(payload: Any, what: str) -> list:
     return payload
 
 
-def points_from(rows: Any, field: str, label: str, *, scale: float = 1.0) -> list[Point]:
-    """Points from ccxt structures (open interest, ratios), skipping and logging malformed ones."""
+def points_from(
+    rows: Any, field: str, label: str, *, scale: float = 1.0, usd_field: str | None = None
+) -> list[Point]:
+    """Points from ccxt structures (open interest, ratios), skipping and logging malformed ones;
+    `usd_field` names the row's USD value, kept beside the value when it is given."""
     points = []
     for row in rows_of(rows, label):
         value = number(row.get(field)) if isinstance(row, dict) else None
@@ -357,5 +379,6 @@ def points_from(rows: Any, field: str, label: str, *, scale: float = 1.0) -> lis
             info = row.get("info") if isinstance(row, dict) else row
             log.warning("%s: malformed row skipped: %r", label, info)
             continue
-        points.append(Point(int(stamp), value * scale))
+        usd = number(row.get(usd_field)) if usd_field else None
+        points.append(Point(int(stamp), value * scale, usd if usd and usd > 0 else None))
     return points

@@ -3,10 +3,15 @@
 Conventions: sizes are in base units everywhere (klines, open interest, force orders). Klines carry
 the taker-buy base volume at index 9, which ccxt's OHLCV drops, so they are read through ccxt's
 implicit `fapiPublicGetKlines` and parsed with ccxt's `parse_ohlcv` plus that column.
-`/futures/data/openInterestHist` and `globalLongShortAccountRatio` keep 30 days at 5 minutes; a row
-stamped T is the snapshot taken at T. A force order's side is the side of the liquidation order:
-SELL closes (liquidates) a long position, BUY a short one. HTTP 429 asks to slow down, 418 is an
-IP ban until the time named in the message.
+`/futures/data/openInterestHist` and `globalLongShortAccountRatio` keep 30 days at 5 minutes. Their
+docs do not say when a row's snapshot was taken; they are the statistics the bulk `metrics` files
+are cut from, so they follow the same stamping (`auto`: since 2024-03-04 a row stamped T holds the
+snapshot taken at T + 5 min), and every ingest checks it on the data: the row's
+`sumOpenInterestValue / sumOpenInterest` against the kline closes (maps.ingest). The liquidation
+stream is `<symbol>@forceOrder`, under the market path since Binance retired its legacy USD-M
+websocket URLs on 2026-04-23 (`LIQSITE_STREAM_URL_BINANCE`). A force order's side is the side of
+the liquidation order: SELL closes (liquidates) a long position, BUY a short one. HTTP 429 asks to
+slow down, 418 is an IP ban until the time named in the message.
 """
 
 from __future__ import annotations
@@ -39,7 +44,7 @@ class BinanceConnector(Connector):
     candle_page = 1000
     stat_page = 500
     funding_page = 1000
-    ws_url = "wss://fstream.binance.com/stream"
+    oi_stamping = "auto"
 
     def retry_after(self, message: str) -> float:
         banned = BANNED_UNTIL.search(message)
@@ -69,7 +74,7 @@ class BinanceConnector(Connector):
 
     def stream_url(self, symbols: list[str]) -> str:
         streams = "/".join(f"{symbol.lower()}@forceOrder" for symbol in sorted(symbols))
-        return f"{self.ws_url}?streams={streams}"
+        return f"{self.stream_base}?streams={streams}"
 
     def parse_liquidations(
         self, payload: str | bytes, contract_sizes: dict[str, float]

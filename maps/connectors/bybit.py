@@ -7,6 +7,14 @@ requests) and an IP over its limit gets HTTP 403. Bybit publishes no taker buy v
 so bars store a neutral half of the volume and the market's long share comes from the global
 long/short account ratio (`/v5/market/account-ratio`, 5min), mode `ratio`. The `allLiquidation`
 stream's `S` is the side of the position liquidated: Buy means a long was liquidated.
+
+Open interest (`/v5/market/open-interest`): Bybit's current v5 docs describe `openInterest` as the
+sum of both sides and add `singleOpenInterest`, one side (half of it in their example). Binance and
+OKX report one side, and so does the model, so the one-sided figure is used wherever it is given;
+a row that carries `singleOpenInterest` but no usable value of it has its two-sided `openInterest`
+halved; a row in the older shape (no `singleOpenInterest` field) was one-sided and is taken as it
+is. The rule follows the payload's fields, never a date. Rows are stamped with their snapshot time
+(`end`); the payload has no USD value to check that against.
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ from maps.connectors.base import (
     load_json,
     number,
     points_from,
+    rows_of,
 )
 
 log = logging.getLogger(__name__)
@@ -44,9 +53,30 @@ class BybitConnector(Connector):
     candle_page = 1000
     stat_page = 200
     funding_page = 200
-    ws_url = "wss://stream.bybit.com/v5/public/linear"
     ws_ping = json.dumps({"op": "ping"})
     ws_ping_seconds = 20.0
+
+    def _open_interest(self, symbol: str, start: int, end: int) -> list[Point]:
+        """One page of 5-minute open interest, one side of it (see the module's docstring)."""
+        market = self.market(symbol)
+        rows = self.call(
+            self.exchange.fetch_open_interest_history,
+            market["symbol"],
+            "5m",
+            since=start,
+            limit=self.stat_page,
+            params={"until": end - 1},
+        )
+        points = []
+        for row in rows_of(rows, f"bybit {market['id']} open interest"):
+            info = row.get("info") if isinstance(row, dict) else None
+            value = one_sided_open_interest(info)
+            stamp = number(info.get("timestamp")) if isinstance(info, dict) else None
+            if value is None or stamp is None:
+                log.warning("bybit %s: malformed open interest row skipped: %r", market["id"], info)
+                continue
+            points.append(Point(int(stamp), value))
+        return points
 
     def _long_short_ratio(self, symbol: str, start: int, end: int) -> list[Point]:
         market = self.market(symbol)
@@ -87,6 +117,21 @@ class BybitConnector(Connector):
             for item in items
             if (liquidation := _liquidation(item, contract_sizes)) is not None
         ]
+
+
+def one_sided_open_interest(row: object) -> float | None:
+    """One side's open interest (base units) of a `/v5/market/open-interest` row: its
+    `singleOpenInterest`, else half the two-sided `openInterest` of a row in the current shape,
+    else the `openInterest` of a row in the older, one-sided shape; None when malformed."""
+    if not isinstance(row, dict):
+        return None
+    both = number(row.get("openInterest"))
+    if "singleOpenInterest" in row:
+        single = number(row.get("singleOpenInterest"))
+        if single is not None and single >= 0:
+            return single
+        return both / 2 if both is not None and both >= 0 else None
+    return both if both is not None and both >= 0 else None
 
 
 def _liquidation(item: object, contract_sizes: dict[str, float]) -> Liquidation | None:

@@ -7,7 +7,9 @@ arrays of strings (`[ts, o, h, l, c, vol, volCcy, volCcyQuote, confirm]`). Answe
 `code`/`msg` ("0" is success; 51001 an unknown instrument, 50011 too many requests). The trading
 statistics (rubik) keep about three days at 5 minutes; their bounds `begin`/`end` are exclusive.
 Taker volume comes from `/api/v5/rubik/stat/taker-volume-contract` as `[ts, sellVol, buyVol]`, the
-period opening at ts. A liquidation order's `posSide` is the position's side (long/short); in
+period opening at ts. Open-interest rows (`[ts, oi, oiCcy, oiUsd]`) are read as stamped with their
+snapshot time (`end`; the docs do not say) and checked on every ingest, `oiUsd / oiCcy` against the
+candles' closes. A liquidation order's `posSide` is the position's side (long/short); in
 net mode it is `net` and the order side tells it: a sell order liquidates a long.
 """
 
@@ -40,7 +42,6 @@ class OkxConnector(Connector):
     candle_page = 100
     stat_page = 100
     funding_page = 100
-    ws_url = "wss://ws.okx.com:8443/ws/v5/public"
     ws_ping = "ping"
     ws_ping_seconds = 25.0
 

@@ -7,6 +7,10 @@ in the crowded direction. The longer a build-up runs, the likelier a cascade: a 
 the crowd that flushes open interest and liquidates positions at prices inside the wick. Every
 number comes from one seeded generator, so the same seed and end time give the same rows.
 
+Beside them, `demo_real_sample` imports a market of real data: 32 hours of Binance HYPEUSDT
+(maps/demo_data/), untracked and shown as history, so a newcomer sees real numbers next to the
+simulated ones.
+
 Symbols are each exchange's own (BTCUSDT on Binance and Bybit, BTC-USDT-SWAP on OKX); the URL slug
 is base + quote in lower case on every exchange (btcusdt), so /okx/btcusdt/ and /binance/btcusdt/
 name the same coin. Sizes (bars, open interest, events) are in base units everywhere.
@@ -17,10 +21,18 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 from django.db import connection, transaction
 
+from maps.binance_vision import (
+    ImportSummary,
+    MarketImport,
+    collect_files,
+    market_for_symbol,
+    plan_files,
+)
 from maps.engine.types import Bars
 from maps.models import (
     BAR_VALUE_FIELDS,
@@ -34,6 +46,8 @@ from maps.services import market_rows_delete
 
 STEP_MS = 300_000
 DAY_MS = 86_400_000
+REAL_SAMPLE = Path(__file__).resolve().parent / "demo_data" / "real"
+REAL_SAMPLE_SYMBOL = "HYPEUSDT"
 
 RANGE, TREND_UP, TREND_DOWN, BUILD_LONG, BUILD_SHORT = range(5)
 REGIME_STEPS = {RANGE: 72, TREND_UP: 60, TREND_DOWN: 60, BUILD_LONG: 150, BUILD_SHORT: 130}
@@ -381,6 +395,19 @@ def demo_seed(
         if progress:
             progress(f"{market}: {len(bars.ts)} bars, {len(events.time)} liquidation events")
     return summary
+
+
+def demo_real_sample() -> tuple[Market, ImportSummary | None]:
+    """The demo's market of real data (Binance HYPEUSDT, maps/demo_data/real), imported once:
+    an existing one that holds bars is left as it is (summary None). It is not tracked: nothing
+    fetches it, and the pages show it as history, never as stale."""
+    market, _ = market_for_symbol(exchange_slug="binance", symbol=REAL_SAMPLE_SYMBOL)
+    if market.bars.exists():
+        return market, None
+    importer = MarketImport(market)
+    for path, kind, first in plan_files(collect_files([REAL_SAMPLE]), symbol=REAL_SAMPLE_SYMBOL):
+        importer.import_file(path, kind, first)
+    return market, importer.finish()
 
 
 def _demo_market(coin: Coin, venue: Venue) -> Market | None:

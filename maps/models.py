@@ -94,7 +94,14 @@ class Exchange(models.Model):
 
 class MarketQuerySet(models.QuerySet):
     def tracked(self) -> MarketQuerySet:
+        """Markets followed live (ingested, streamed and watched by /healthz where real)."""
         return self.filter(tracked=True)
+
+    def listed(self) -> MarketQuerySet:
+        """Markets the site lists: the tracked ones, and those whose maps were computed from data
+        that is not followed live (an import, a market no longer tracked): shown as history."""
+        has_maps = models.Exists(MapSnapshot.objects.filter(market=models.OuterRef("pk")))
+        return self.filter(models.Q(tracked=True) | has_maps)
 
 
 class Market(models.Model):
@@ -166,6 +173,11 @@ class Market(models.Model):
 
     def get_absolute_url(self) -> str:
         return reverse("maps:pair", args=[self.exchange.slug, self.slug])
+
+    @property
+    def is_historical(self) -> bool:
+        """Real data that nothing keeps up to date: it shows the past and is never stale."""
+        return not self.tracked and not self.is_demo
 
     def engine_params(self, window: str = "7d", *, max_columns: int = 500) -> Params:
         """The engine's parameters for this market and one of WINDOWS."""

@@ -167,9 +167,9 @@ def market_snapshot_light(*, market: Market, window: str) -> MapSnapshot | None:
 def snapshots_for_listing(
     *, window: str, exchange: Exchange | None = None, base: str | None = None
 ) -> list[MapSnapshot]:
-    """Snapshots of tracked markets for `window` (no arrays), by exchange name then symbol."""
+    """Snapshots of listed markets for `window` (no arrays), by exchange name then symbol."""
     snapshots = (
-        MapSnapshot.objects.filter(window=window, market__tracked=True)
+        MapSnapshot.objects.filter(window=window, market__in=Market.objects.listed())
         .select_related("market__exchange")
         .defer("data")
         .order_by("market__exchange__name", "market__symbol")
@@ -184,8 +184,8 @@ def snapshots_for_listing(
 def markets_for_listing(
     *, exchange: Exchange | None = None, base: str | None = None
 ) -> list[Market]:
-    """Tracked markets (with their exchange), by exchange name then symbol."""
-    markets = Market.objects.tracked().select_related("exchange")
+    """Listed markets (with their exchange), by exchange name then symbol."""
+    markets = Market.objects.listed().select_related("exchange")
     if exchange is not None:
         markets = markets.filter(exchange=exchange)
     if base is not None:
@@ -194,9 +194,9 @@ def markets_for_listing(
 
 
 def coin_bases() -> list[dict]:
-    """Every coin with a tracked market: base, how many exchanges list it, whether demo."""
+    """Every coin with a listed market: base, how many exchanges list it, whether demo."""
     rows = (
-        Market.objects.tracked()
+        Market.objects.listed()
         .values("base")
         .annotate(
             exchanges=models.Count("exchange", distinct=True),
@@ -221,6 +221,7 @@ class Freshness:
     age_seconds: int
     stale: bool
     max_age: int
+    historical: bool = False
 
 
 def snapshot_freshness(
@@ -228,7 +229,8 @@ def snapshot_freshness(
 ) -> Freshness:
     """The data runs to the end of the last step (as_of + step). The next snapshot is expected
     one step later plus a minute for ingest and compute; clients may cache until then (at least
-    15 s, at most one step). Demo data is simulated once and never refreshed: never stale."""
+    15 s, at most one step). Only data followed live can be stale: demo data is simulated and a
+    market nothing fetches (`Market.is_historical`) shows the past."""
     now = now or timezone.now()
     step_ms = market.step_ms
     data_until = snapshot.as_of + timedelta(milliseconds=step_ms)
@@ -238,6 +240,7 @@ def snapshot_freshness(
     return Freshness(
         data_until=data_until,
         age_seconds=age,
-        stale=not market.is_demo and age > settings.LIQSITE_STALE_AFTER_SECONDS,
+        stale=market.tracked and not market.is_demo and age > settings.LIQSITE_STALE_AFTER_SECONDS,
         max_age=max(15, min(step_s, until_next)),
+        historical=market.is_historical,
     )

@@ -184,9 +184,10 @@ def market_demo_clear(*, market: Market) -> None:
 
 
 def market_rows_delete(*, market: Market) -> None:
-    """Delete everything stored for the market (bars, events, snapshots, calibrations); the
-    market itself and its settings stay."""
+    """Delete everything stored for the market (bars, raw metrics rows, events, snapshots,
+    calibrations); the market itself and its settings stay."""
     market.bars.all().delete()
+    market.metrics_rows.all().delete()
     market.events.all().delete()
     market.snapshots.all().delete()
     market.calibrations.all().delete()

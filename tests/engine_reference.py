@@ -918,3 +918,113 @@ def reference_run(
         "final_state": sim.final_state,
         "states": sim.states,
     }
+
+
+# --------------------------------------------------------------------------------------------
+# Binance's bulk files, read plainly (MODEL.md v2.1 "Alignment with Binance's bulk files")
+# --------------------------------------------------------------------------------------------
+
+STAMPING_CHANGED = datetime(2024, 3, 4, tzinfo=UTC)
+FIVE_MINUTES_MS = 5 * 60 * 1000
+
+
+def _csv_rows(path: str) -> list[tuple[int, list[str]]]:
+    """(line number, fields) of every data row of a CSV or of the one CSV inside a zip."""
+    import csv
+    import io
+    import zipfile
+
+    if str(path).endswith(".zip"):
+        with zipfile.ZipFile(path) as archive:
+            text = archive.read(archive.namelist()[0]).decode("utf-8")
+    else:
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read()
+    rows = []
+    for number, fields in enumerate(csv.reader(io.StringIO(text)), start=1):
+        if not fields or not fields[0].strip():
+            continue
+        if not fields[0].strip()[0].isdigit():  # the header
+            continue
+        rows.append((number, [f.strip() for f in fields]))
+    return rows
+
+
+def _stamp_ms(text: str) -> int:
+    moment = datetime.strptime(text, "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC)
+    return int(moment.timestamp() * 1000)
+
+
+def snapshot_time_of_row(stamp_ms: int) -> int:
+    """'A metrics row's snapshot time S is its create_time T for rows stamped before 2024-03-04
+    00:00 UTC, and T + 5 min for rows stamped from then on.'"""
+    changed = int(STAMPING_CHANGED.timestamp() * 1000)
+    return stamp_ms if stamp_ms < changed else stamp_ms + FIVE_MINUTES_MS
+
+
+def _unique_rows(rows: Iterable[tuple[int, Any]], what: str) -> dict[int, Any]:
+    """'Byte-identical duplicate rows are dropped and counted; two rows with the same time and
+    different values are an error naming both lines.'"""
+    kept: dict[int, Any] = {}
+    for time, row in rows:
+        if time in kept and kept[time][1:] != row[1:]:
+            raise ReferenceModelError(f"{what} lines {kept[time][0]} and {row[0]} differ")
+        kept.setdefault(time, row)
+    return kept
+
+
+def reference_bars_from_files(
+    kline_paths: Sequence[str], metric_paths: Sequence[str], step_ms: int
+) -> tuple[list[dict[str, float]], list[int]]:
+    """MODEL.md v2.1: 'The row closes the step [S - step, S): that step has ts = S - step, its OI
+    and ratios are the row's, and its prices and volumes aggregate the 1-minute klines whose open
+    time lies in [S - step, S). A step whose klines are incomplete is skipped and reported.'
+    Returns the bars (dicts, ascending ts) and the skipped steps' open times."""
+    klines = _unique_rows(
+        (
+            (int(f[0]), (n, *(float(f[k]) for k in (1, 2, 3, 4, 5, 9))))
+            for path in kline_paths
+            for n, f in _csv_rows(path)
+        ),
+        "kline",
+    )
+    metrics = _unique_rows(
+        (
+            (
+                _stamp_ms(f[0]),
+                (n, float(f[2]) if f[2] else math.nan, float(f[6]) if f[6] else math.nan),
+            )
+            for path in metric_paths
+            for n, f in _csv_rows(path)
+        ),
+        "metrics",
+    )
+    by_step: dict[int, list[tuple]] = {}
+    for open_time in sorted(klines):
+        by_step.setdefault(open_time - open_time % step_ms, []).append(klines[open_time])
+    closing = {}
+    for stamp, row in metrics.items():
+        snapshot = snapshot_time_of_row(stamp)
+        if snapshot % step_ms == 0:
+            closing[snapshot - step_ms] = row
+    bars, skipped = [], []
+    for ts in sorted(set(by_step) | set(closing)):
+        minutes = by_step.get(ts, [])
+        row = closing.get(ts)
+        if len(minutes) != step_ms // 60_000 or row is None or not row[1] > 0:
+            skipped.append(ts)
+            continue
+        bars.append(
+            {
+                "ts": ts,
+                "open": minutes[0][1],
+                "high": max(m[2] for m in minutes),
+                "low": min(m[3] for m in minutes),
+                "close": minutes[-1][4],
+                "volume": sum(m[5] for m in minutes),
+                "taker_buy_volume": sum(m[6] for m in minutes),
+                "open_interest": row[1],
+                "long_short_ratio": row[2],
+            }
+        )
+    return bars, skipped

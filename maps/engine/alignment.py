@@ -118,7 +118,7 @@ class StampCheck:
         )
         if self.contradicts:
             return (
-                f"{self.source}: WARNING the data contradict the stamping applied "
+                f"{self.source}: the data contradict the stamping applied "
                 f"({self.applied}): "
                 f"{_pct(self.share_other, 0)} of {self.checked} checked rows sit closer to the "
                 f"other reading; {deviations} (--metrics-stamp forces one)"

@@ -899,11 +899,21 @@ def step_columns(klines, step_ms: int) -> dict:
         "high": np.maximum.reduceat(table.high, starts),
         "low": np.minimum.reduceat(table.low, starts),
         "close": table.close[ends],
-        "volume": np.add.reduceat(table.volume, starts),
-        "taker_buy_volume": np.add.reduceat(table.taker_buy_volume, starts),
+        "volume": _running_sums(table.volume, starts, ends),
+        "taker_buy_volume": _running_sums(table.taker_buy_volume, starts, ends),
         "minutes": ends - starts + 1,
         "expected": expected,
     }
+
+
+def _running_sums(values: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """Each segment's sum added up left to right, as a plain loop over the klines adds it (numpy's
+    reductions sum pairwise, which can differ in the last bit)."""
+    sums = values[starts].copy()
+    for offset in range(1, int((ends - starts).max(initial=0)) + 1):
+        longer = np.flatnonzero(ends - starts >= offset)
+        sums[longer] += values[starts[longer] + offset]
+    return sums
 
 
 def aggregate_klines(klines, step_ms: int) -> list[StepKlines]:

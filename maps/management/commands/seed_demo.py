@@ -10,7 +10,8 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db.models import Max
 from django.utils import timezone
 
-from maps.demo import COINS, STEP_MS, VENUES, demo_end_ms, demo_seed
+from maps.binance_vision import ImportFailed
+from maps.demo import COINS, STEP_MS, VENUES, demo_end_ms, demo_real_sample, demo_seed
 from maps.engine.types import EngineError, iso_utc
 from maps.models import Bar, Market
 from maps.services import market_snapshots_compute
@@ -22,7 +23,8 @@ class Command(BaseCommand):
     help = (
         "Create Binance, Bybit and OKX demo markets (BTC, ETH, SOL against USDT) holding "
         "simulated, deterministic 5-minute bars and liquidations, then compute their maps. "
-        "Demo data is marked as such; markets holding real data are never touched."
+        "Demo data is marked as such; markets holding real data are never touched. Beside them, "
+        "import 32 hours of real Binance HYPEUSDT data once, shown as a historical market."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -48,6 +50,7 @@ class Command(BaseCommand):
         if options["if_empty"] and Market.objects.exists():
             if not self._demo_is_stale():
                 self.stdout.write("Markets exist already: no demo data seeded.")
+                self._real_sample(options["no_compute"])
                 return
             self.stdout.write("The demo data ended over a day ago: seeding it again up to now.")
         days = options["days"]
@@ -67,12 +70,28 @@ class Command(BaseCommand):
         )
         if not options["no_compute"]:
             self._compute(summary.markets)
+        self._real_sample(options["no_compute"])
+
+    def _real_sample(self, no_compute: bool) -> None:
+        """Import the real HYPEUSDT sample once, and compute its maps when it is new."""
+        try:
+            market, summary = demo_real_sample()
+        except ImportFailed as exc:
+            raise CommandError(f"the real sample could not be imported: {exc}") from None
+        if summary is None:
+            return
+        span = f"{iso_utc(summary.first_bar)} to {iso_utc(summary.last_bar)}"
+        self.stdout.write(
+            f"Real data: {market}, {summary.bars_written} bars of history ({span}), not tracked"
+        )
+        if not no_compute:
+            self._compute([market])
 
     def _demo_is_stale(self) -> bool:
-        """Only demo markets exist, and their newest bar is more than a day old."""
-        if Market.objects.filter(is_demo=False).exists():
+        """No real market is followed live, and the demo's newest bar is over a day old."""
+        if Market.objects.filter(is_demo=False, tracked=True).exists():
             return False
-        last = Bar.objects.aggregate(last=Max("time"))["last"]
+        last = Bar.objects.filter(market__is_demo=True).aggregate(last=Max("time"))["last"]
         return last is None or timezone.now() - last > timedelta(days=1)
 
     def _end_ms(self, text: str | None) -> int:

@@ -191,3 +191,105 @@ def test_it_reports_a_damaged_zip_in_one_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("error: BTCUSDT-1m-2024-01-01.csv:")
     assert "damaged zip data" in err and err.count("\n") == 1
+
+
+# --- real inputs: combined-stream lines, no events, hostile rows, stamping -------------------
+
+
+def test_it_reads_combined_stream_lines_as_the_stream_receives_them(tmp_path):
+    inner = json.loads(Path(ORDERS).read_text().splitlines()[1])
+    order = inner.get("o", inner)
+    wrapped = tmp_path / "BTCUSDT-forceOrder.jsonl"
+    wrapped.write_text(
+        json.dumps({"stream": "btcusdt@forceOrder", "data": {"e": "forceOrder", "o": order}}) + "\n"
+    )
+
+    code, doc = run_cli(tmp_path, "--liquidations", str(wrapped), "--window", "4h")
+
+    assert code == 0
+    real = doc["liquidated"]["real_long"] + doc["liquidated"]["real_short"]
+    assert sum(real) == pytest.approx(float(order["z"]) * float(order["ap"]))
+
+
+def test_it_calibrates_nothing_without_an_event_of_the_symbol_and_says_why(tmp_path, capsys):
+    others = tmp_path / "ETHUSDT-forceOrder.jsonl"
+    others.write_text(
+        json.dumps({"s": "ETHUSDT", "S": "SELL", "T": 1704067500000, "q": "1", "p": "2300"}) + "\n"
+    )
+
+    code, doc = run_cli(tmp_path, "--liquidations", str(others), "--calibrate")
+
+    assert code == 0
+    calibration = doc["calibration"]
+    assert calibration["scale"] is None
+    assert calibration["weights"] == [0.15, 0.30, 0.25, 0.20, 0.10]
+    assert (
+        "no liquidation event of BTCUSDT in the files (1 of other symbols)"
+        in (calibration["reason"])
+    )
+    assert "calibration: scale null: no liquidation event of BTCUSDT" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ('{"s":"BTCUSDT","S":"SELL","T":1704067500000,"q":"1e200","p":"1e200"}', "price 1e+200"),
+        ('{"s":"BTCUSDT","S":"SELL","T":-5000,"q":"1","p":"42000"}', "lies outside 2010-2100"),
+        ('{"s":"BTCUSDT","S":"SELL","T":99999999999999999999,"q":"1","p":"1"}', "lies outside"),
+        ("[" * 1000 + "]" * 1000, "JSON nested deeper than 32 levels"),
+        ("[" * 50_000 + "]" * 50_000, "line longer than 65,536 bytes"),
+    ],
+)
+def test_it_ends_hostile_liquidation_lines_with_one_clear_line(tmp_path, capsys, line, message):
+    path = tmp_path / "BTCUSDT-forceOrder.jsonl"
+    path.write_text(line + "\n")
+
+    code, _ = run_cli(tmp_path, "--liquidations", str(path), "--calibrate")
+
+    err = capsys.readouterr().err.strip()
+    assert code == 1 and "\n" not in err
+    assert err.startswith("error: BTCUSDT-forceOrder.jsonl:1: ") and message in err
+
+
+def test_it_skips_and_reports_a_step_whose_open_interest_reads_zero(tmp_path):
+    lines = Path(METRICS).read_text().splitlines()
+    fields = lines[5].split(",")
+    fields[2] = "0"
+    lines[5] = ",".join(fields)
+    zero = tmp_path / "BTCUSDT-metrics-2024-01-01.csv"
+    zero.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "result.json"
+
+    code = main(["--klines", KLINES, "--metrics", str(zero), "--out", str(out)])
+
+    assert code == 0
+    skipped = json.loads(out.read_text())["report"]["skipped"]
+    assert any("has an open interest of 0 (taken as missing)" in s["reason"] for s in skipped)
+
+
+def test_it_refuses_klines_of_an_interval_it_cannot_build_steps_from(tmp_path, capsys):
+    rows = [f"{1704067200000 + i * 180_000},1,1,1,1,1,{1704067200000 + (i + 1) * 180_000 - 1}"
+            ",0,0,0,0,0" for i in range(3)]  # fmt: skip
+    klines = tmp_path / "BTCUSDT-3m-2024-01-01.csv"
+    klines.write_text("\n".join(rows) + "\n")
+
+    code = main(["--klines", str(klines), "--metrics", METRICS, "--out", str(tmp_path / "r")])
+
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "klines of a 3m interval (from the close_time); a 5m step is built from 1m or 5m" in err
+
+
+def test_it_takes_the_metrics_stamping_from_the_flag(tmp_path, capsys):
+    code, doc = run_cli(tmp_path, "--metrics-stamp", "start")
+
+    err = capsys.readouterr().err
+    assert code == 0
+    # read as taken 5 minutes after its stamp, each row closes the step that opens at its stamp:
+    # the row stamped 00:00 now closes 00:00-00:05, the one stamped 04:00 a step with no klines
+    assert doc["report"]["skipped"] == [
+        {"ts": 1_704_081_600_000, "reason": "no klines", "time": "2024-01-01T04:00:00Z"}
+    ]
+    assert "metrics stamping: BTCUSDT-metrics-2024-01-01.csv: stamping not confirmed" in err
+    code, _ = run_cli(tmp_path, "--metrics-stamp", "middle")
+    assert code == 2 and "invalid choice: 'middle'" in capsys.readouterr().err

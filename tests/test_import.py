@@ -442,3 +442,176 @@ def test_it_loads_the_imported_bars_back_as_arrays_by_binary_copy() -> None:
     assert np.array_equal(bars.close, [r[4] for r in rows])
     assert np.array_equal(bars.open_interest, [r[7] for r in rows])
     assert np.array_equal(bars.long_short_ratio, [r[8] for r in rows])
+
+
+# --- real inputs: duplicates, intervals, stamping, zero open interest, hostile rows ----------
+
+
+@pytest.mark.django_db
+def test_it_imports_a_doubled_metrics_file_and_reports_the_dropped_rows(tmp_path: Path) -> None:
+    text = read_text(METRICS_2)
+    header, *rows = text.splitlines()
+    doubled = write_like(METRICS_2, tmp_path, "\n".join([header, *rows, *rows]) + "\n")
+
+    output = run_import(KLINES_1, METRICS_1, KLINES_2, doubled)
+
+    assert f"duplicate rows dropped: 0 klines, {len(rows)} metrics" in output
+    reference = stored_bars()
+    Bar.objects.all().delete()
+    run_import(KLINES_1, METRICS_1, KLINES_2, METRICS_2)
+    assert stored_bars() == reference
+
+
+@pytest.mark.django_db
+def test_it_names_both_lines_of_two_metrics_rows_that_disagree(tmp_path: Path) -> None:
+    text = read_text(METRICS_2)
+    header, first, *rest = text.splitlines()
+    changed = set_field(first, 2, "1.5")
+    bad = write_like(METRICS_2, tmp_path, "\n".join([header, first, *rest, changed]) + "\n")
+
+    with pytest.raises(CommandError) as error:
+        run_import(KLINES_1, METRICS_1, KLINES_2, bad)
+
+    last = len(rest) + 3
+    assert (
+        f"BTCUSDT-metrics-2024-03-02.csv:2 and BTCUSDT-metrics-2024-03-02.csv:{last}: two "
+        "metrics rows at 2024-03-02T00:00:00Z with different values"
+    ) in str(error.value)
+
+
+@pytest.mark.django_db
+def test_it_refuses_klines_of_an_interval_the_step_is_not_built_from(tmp_path: Path) -> None:
+    rows = [
+        f"{1709251200000 + i * 900_000},1,1,1,1,1,{1709251200000 + (i + 1) * 900_000 - 1},0,0,0,0,0"
+        for i in range(4)
+    ]
+    path = tmp_path / "BTCUSDT-15m-2024-03-01.csv"
+    path.write_text("\n".join(rows) + "\n")
+
+    with pytest.raises(CommandError) as error:
+        run_import(path)
+
+    assert "klines of a 15m interval (from the close_time); a 5m step is built from 1m or 5m" in (
+        str(error.value)
+    )
+    assert not Market.objects.filter(symbol="BTCUSDT").exists()
+
+
+@pytest.mark.django_db
+def test_it_reads_the_interval_from_the_spacing_of_open_times_without_close_times(
+    tmp_path: Path,
+) -> None:
+    rows = [f"{1709251200000 + i * 180_000},1,1,1,1,1" for i in range(4)]
+    header = "open_time,open,high,low,close,volume,taker_buy_volume"
+    path = tmp_path / "BTCUSDT-1m-2024-03-01.csv"  # the name says 1m, the data say 3m
+    path.write_text("\n".join([header, *[r + ",0" for r in rows]]) + "\n")
+
+    with pytest.raises(
+        CommandError, match=r"klines of a 3m interval \(from the open-time spacing\)"
+    ):
+        run_import(path)
+
+
+@pytest.mark.django_db
+def test_it_creates_no_market_and_no_exchange_when_nothing_is_imported(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.csv"
+    bad.write_text("open_time,open,high,low,close,volume\nnot,a,kline,at,all,!\n")
+
+    with pytest.raises(CommandError):
+        call_command(
+            "import_binance_vision", str(bad), symbol="XRPUSDT", exchange="kraken", quiet=True
+        )
+
+    assert not Market.objects.filter(symbol="XRPUSDT").exists()
+    assert not Exchange.objects.filter(slug="kraken").exists()
+
+
+@pytest.mark.django_db
+def test_it_never_creates_a_tracked_market(client) -> None:
+    run_import(KLINES_1, METRICS_1)
+
+    assert market().tracked is False
+    assert client.get("/healthz").status_code == 200
+
+
+@pytest.mark.django_db
+def test_it_forces_a_stamping_remembers_it_and_warns_when_the_data_disagree() -> None:
+    output = run_import(KLINES_1, METRICS_1, KLINES_2, METRICS_2, metrics_stamp="start")
+
+    assert "metrics rows read as stamped 'start' from now on" in output
+    assert "the data contradict the stamping applied (start)" in output
+    assert market().metrics_stamp == "start"
+    assert market().metrics_check["contradicted"] == 2
+
+
+@pytest.mark.django_db
+def test_it_skips_a_step_whose_open_interest_reads_zero(tmp_path: Path) -> None:
+    zero = edit_line(METRICS_1, tmp_path, 4, lambda line: set_field(line, 2, "0"))
+
+    output = run_import(KLINES_1, zero)
+
+    stamp = read_text(METRICS_1).splitlines()[3].split(",")[0]
+    step = at(stamp.replace(" ", "T")) - (at("2024-03-01T00:05:00") - at("2024-03-01T00:00:00"))
+    assert not Bar.objects.filter(time=step).exists()
+    assert "has an open interest of 0 (taken as missing)" in output
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("order", "reason"),
+    [
+        (
+            '{"S":"SELL","T":1709251300000,"q":"1e200","p":"1e200"}',
+            "price 1e\\+200 is above 1000000000",
+        ),
+        ('{"S":"SELL","T":-5000,"q":"1","p":"60000"}', "T -5000: time -5000 ms lies outside"),
+        ('{"S":"SELL","T":1709251300000,"q":"1e9","p":"60000"}', "notional 6e\\+13 USD is above"),
+    ],
+)
+def test_it_refuses_liquidations_no_market_can_have(
+    tmp_path: Path, order: str, reason: str
+) -> None:
+    path = tmp_path / "BTCUSDT-forceOrder-2024-03-01.jsonl"
+    path.write_text(order + "\n")
+    run_import(KLINES_1, METRICS_1)
+    before = stored_bars()
+
+    with pytest.raises(CommandError, match=reason):
+        run_import(path)
+
+    assert not LiquidationEvent.objects.exists()
+    assert stored_bars() == before
+
+
+@pytest.mark.django_db
+def test_it_refuses_a_zip_member_declared_too_large_before_reading_it(
+    tmp_path: Path, monkeypatch
+) -> None:
+    monkeypatch.setattr("maps.engine.inputs.MAX_MEMBER_BYTES", 1000)
+
+    with pytest.raises(CommandError, match=r"expands to [\d,]+ bytes, more than the 1,000"):
+        run_import(KLINES_2)
+
+
+@pytest.mark.django_db
+def test_it_stops_a_zip_bomb_of_one_endless_line_in_flat_memory(tmp_path: Path) -> None:
+    import tracemalloc
+
+    bomb = tmp_path / "BTCUSDT-1m-2024-03-03.zip"
+    chunk = b"1" * (1 << 20)
+    with (
+        zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as archive,
+        archive.open("BTCUSDT-1m-2024-03-03.csv", "w") as member,
+    ):
+        for _ in range(256):  # 256 MiB of one line, about 250 KiB zipped
+            member.write(chunk)
+    assert bomb.stat().st_size < 1 << 20
+
+    tracemalloc.start()
+    try:
+        with pytest.raises(CommandError, match="line longer than 65,536 bytes"):
+            run_import(bomb)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 32 << 20

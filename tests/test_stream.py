@@ -354,3 +354,33 @@ def test_it_keeps_trying_while_the_exchange_is_unreachable(bybit_market):
 def test_it_refuses_a_batch_size_below_one():
     with pytest.raises(CommandError, match="batch-size"):
         call_command("stream_liquidations", "--batch-size", "0")
+
+
+@pytest.mark.parametrize(
+    ("order", "reason"),
+    [
+        ({"T": 1736920812340, "p": "1e200", "v": "1e200"}, "price 1e+200 is above"),
+        ({"T": -5000, "p": "97000", "v": "1"}, "lies outside 2010-2100"),
+        ({"T": 1736920812340, "p": "97000", "v": "1e9"}, "notional 9.7e+13 USD is above"),
+    ],
+)
+def test_it_refuses_a_hostile_liquidation_and_keeps_the_others_of_its_message(
+    order, reason, caplog
+):
+    subscription = Subscription("bybit", {"BTCUSDT": (1, 1.0)})
+    good = {"T": 1736920812340, "s": "BTCUSDT", "S": "Buy", "v": "0.5", "p": "97000"}
+    payload = json.dumps(
+        {"topic": "allLiquidation.BTCUSDT", "data": [{"s": "BTCUSDT", "S": "Buy", **order}, good]}
+    )
+
+    async def run():
+        writer = EventWriter()
+        await stream._handle(BybitConnector(None), payload, subscription, writer)
+        return writer
+
+    writer = asyncio.run(run())
+
+    assert writer.stats.malformed == 1
+    assert writer.queue.qsize() == 1
+    assert writer.queue.get_nowait().quantity == 0.5
+    assert reason in caplog.text

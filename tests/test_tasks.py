@@ -352,3 +352,27 @@ def test_it_routes_ingestion_and_computation_to_their_queues():
     assert queue("maps.tasks.market_snapshots_refresh") == "compute"
     assert queue("maps.tasks.market_calibrate_task") == "compute"
     assert app.conf.beat_schedule["ingest-tracked-markets"]["schedule"] == 60.0
+
+
+def test_it_calibrates_past_stored_events_with_impossible_values_and_names_them(live, caplog):
+    market = live()
+    market_ingest.delay(market.pk).get()
+    add_real_events(market)
+    good = market_calibrate_task.delay(market.pk).get()
+    bar = market.bars.order_by("time")[20]
+    for price, quantity, notional in ((1e200, 1e200, float("inf")), (100.0, 1.0, float("nan"))):
+        LiquidationEvent.objects.create(
+            market=market,
+            time=bar.time,
+            side="short",
+            price=price,
+            quantity=quantity,
+            notional_usd=notional,
+            source="stream",
+        )
+
+    again = market_calibrate_task.delay(market.pk).get()
+
+    assert again == good  # the same fit: the two bad rows are left out
+    assert "leaves out 2 stored event(s) with impossible values" in caplog.text
+    assert "price 1e+200 is above" in caplog.text

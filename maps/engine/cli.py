@@ -260,14 +260,15 @@ def _summary(result, out: str) -> str:
 
 
 def _checks_line(checks: list[dict]) -> str:
-    """One line for metrics files that all agree with their stamping (or could not be checked)."""
-    checked = [c for c in checks if c["median_rule"] is not None and c["checked"]]
-    if not checked:
-        return f"metrics stamping: {checks[0]['message']}"
-    rows = sum(c["checked"] for c in checked)
-    worst = max(checked, key=lambda c: c["median_rule"])
+    """One line for metrics files none of which contradicts its stamping."""
+    confirmed = [c for c in checks if c["confirms"]]
+    if len(confirmed) < len(checks):
+        other = next(c for c in checks if not c["confirms"])
+        return f"metrics stamping: {other['message']}"
+    rows = sum(c["checked"] for c in confirmed)
+    worst = max(confirmed, key=lambda c: c["median_rule"])
     return (
-        f"metrics stamping confirmed on {rows} rows of {len(checked)} file(s) "
+        f"metrics stamping confirmed on {rows} rows of {len(confirmed)} file(s) "
         f"(worst median deviation from the close at the snapshot {100 * worst['median_rule']:.3f} "
         f"%, the other reading {100 * worst['median_other']:.3f} %)"
     )

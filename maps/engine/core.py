@@ -23,7 +23,7 @@ from .simulate import (
 )
 from .types import Bars, EngineError, Events, Params, Result
 
-ENGINE_VERSION = "2.0.0"
+ENGINE_VERSION = "2.1.0"
 
 
 def run(bars: Bars, params: Params | None = None, events: Events | None = None) -> Result:

@@ -351,7 +351,10 @@ def first_time(path: str | os.PathLike, kind: str) -> float:
             if kind == "liquidations":
                 payload = _json_line(line, name, number)
                 items = payload if isinstance(payload, list) else [payload]
-                return _force_order(items[0], name, number).time if items else math.inf
+                try:
+                    return _force_order(items[0], name, number).time if items else math.inf
+                except RowError as exc:
+                    raise EngineError(f"{name}:{number}: {exc}") from None
             head = line.split(",")[0].strip().strip('"').lower()
             if head in ("open_time", "create_time"):
                 continue
@@ -478,9 +481,9 @@ def _times_ms(values: np.ndarray) -> np.ndarray | None:
 def _time_ms(text: str, column: str) -> int:
     """Epoch time in ms from ms or µs digits, or from 'YYYY-MM-DD HH:MM:SS' (UTC)."""
     text = text.strip()
-    if text.isdigit():
+    if text.lstrip("-").isdigit():
         value = int(text)
-        if value >= MICROSECONDS_FROM:
+        if MICROSECONDS_FROM <= value < MICROSECONDS_FROM * 1000:
             if value % 1000:
                 raise RowError(f"{column} {text} in µs is not a whole number of ms")
             value //= 1000

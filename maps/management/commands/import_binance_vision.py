@@ -170,8 +170,10 @@ class Command(BaseCommand):
         market_metrics_check_store(market=market, checks=checks, stamping=market.metrics_stamp)
         for check in checks:
             if check.contradicts:
-                self.stdout.write(self.style.WARNING(f"  {check.describe()}"))
-        agreeing = [c for c in checks if not c.contradicts and c.median_rule is not None]
+                self.stdout.write(self.style.WARNING(f"  warning: {check.describe()}"))
+            elif not check.confirms:
+                self.stdout.write(f"  {check.describe()}")
+        agreeing = [c for c in checks if c.confirms]
         if agreeing:
             rows = sum(c.checked for c in agreeing)
             worst = max(agreeing, key=lambda c: c.median_rule)

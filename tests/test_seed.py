@@ -283,3 +283,17 @@ def test_it_refuses_bad_options(empty) -> None:
     with pytest.raises(CommandError, match="is not an ISO 8601 time"):
         seed("--end", "yesterday")
     assert not Market.objects.exists()
+
+
+def test_it_adds_the_real_sample_once_beside_the_demo_with_real(empty) -> None:
+    output = seed("--days", "1", "--end", END, "--real")
+
+    assert "Real data: Binance HYPEUSDT, 383 bars of history (2025-05-30T10:30:00Z to" in output
+    hype = Market.objects.get(exchange__slug="binance", symbol="HYPEUSDT")
+    assert not hype.is_demo and not hype.tracked and hype.is_historical
+    assert hype.snapshots.count() == len(WINDOWS)
+    assert Market.objects.filter(is_demo=True).count() == 9
+    assert not Exchange.objects.get(slug="binance").is_demo  # it lists a real market now
+
+    again = seed("--if-empty", "--days", "1", "--real", "--no-compute")
+    assert "Real data" not in again and hype.bars.count() == 383

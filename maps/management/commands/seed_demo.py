@@ -23,8 +23,8 @@ class Command(BaseCommand):
     help = (
         "Create Binance, Bybit and OKX demo markets (BTC, ETH, SOL against USDT) holding "
         "simulated, deterministic 5-minute bars and liquidations, then compute their maps. "
-        "Demo data is marked as such; markets holding real data are never touched. Beside them, "
-        "import 32 hours of real Binance HYPEUSDT data once, shown as a historical market."
+        "Demo data is marked as such; markets holding real data are never touched. With --real, "
+        "also import 32 hours of real Binance HYPEUSDT data once, shown as a historical market."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -44,13 +44,20 @@ class Command(BaseCommand):
             "step before now); with the same seed and end the rows are identical",
         )
         parser.add_argument("--no-compute", action="store_true", help="do not compute the maps")
+        parser.add_argument(
+            "--real",
+            action="store_true",
+            help="also import the real Binance HYPEUSDT sample (maps/demo_data/) once, as a "
+            "historical market (make setup does)",
+        )
 
     def handle(self, *args, **options) -> None:
         self.verbosity = options["verbosity"]
         if options["if_empty"] and Market.objects.exists():
             if not self._demo_is_stale():
                 self.stdout.write("Markets exist already: no demo data seeded.")
-                self._real_sample(options["no_compute"])
+                if options["real"]:
+                    self._real_sample(options["no_compute"])
                 return
             self.stdout.write("The demo data ended over a day ago: seeding it again up to now.")
         days = options["days"]
@@ -70,7 +77,8 @@ class Command(BaseCommand):
         )
         if not options["no_compute"]:
             self._compute(summary.markets)
-        self._real_sample(options["no_compute"])
+        if options["real"]:
+            self._real_sample(options["no_compute"])
 
     def _real_sample(self, no_compute: bool) -> None:
         """Import the real HYPEUSDT sample once, and compute its maps when it is new."""

@@ -4,6 +4,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8000
+# Django's debug pages are a developer's opt-in: `make run DEBUG=1`. Left empty, visitors get the
+# site's own 404 and 500 pages (liqsite/settings.py).
+DEBUG ?=
 
 .PHONY: run test setup lint format worker beat stream clean
 
@@ -24,7 +27,7 @@ setup: $(VENV)/.runtime
 
 ## Set up (virtualenv, packages, database, demo data and its maps) and serve on 127.0.0.1:8000.
 run: setup
-	$(PY) manage.py runserver $(HOST):$(PORT)
+	DEBUG=$(DEBUG) $(PY) manage.py runserver $(HOST):$(PORT)
 
 ## Run the tests on PostgreSQL + Redis when reachable, else on the embedded default.
 test: $(VENV)/.dev

@@ -1,10 +1,22 @@
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
+
 from django import forms
+from django.contrib.auth import forms as auth_forms
 from django.contrib.auth.forms import AuthenticationForm, UserCreationForm
+from django.contrib.auth.validators import UnicodeUsernameValidator
 
 from accounts.models import MAX_COOLDOWN_MINUTES, MAX_USD, MAX_WITHIN_PCT, Alert, User
+from accounts.throttle import current_password_failures, throttle_full, throttle_record
 from maps.formatting import usd
+
+EMAIL_TAKEN = "Another account uses this email address."
+USERNAME_TAKEN = "A user with that username already exists."
+TOO_MANY_WRONG_PASSWORDS = (
+    "Too many wrong passwords: try again later, or log out and reset your password by email."
+)
 
 
 def _email_taken(email: str, *, exclude: User | None = None) -> bool:
@@ -14,24 +26,53 @@ def _email_taken(email: str, *, exclude: User | None = None) -> bool:
     return users.exists()
 
 
+def current_password_check(*, user: User, password: str) -> None:
+    """Refuse a wrong current password, and every try once too many were wrong (per account, for
+    the log-in cool-off), so a borrowed session cannot guess its way to the account."""
+    throttle = current_password_failures()
+    if throttle_full(throttle=throttle, key=str(user.pk)):
+        raise forms.ValidationError(TOO_MANY_WRONG_PASSWORDS, code="throttled")
+    if not user.check_password(password):
+        throttle_record(throttle=throttle, key=str(user.pk))
+        raise forms.ValidationError("That is not your current password.", code="password_incorrect")
+
+
 class SignupForm(UserCreationForm):
+    """Username, email and password. Whether the email has an account is never said here: the
+    link to finish (or the reminder that an account exists) goes to the address."""
+
     email = forms.EmailField(
-        help_text="For alerts and password resets; never shown to anyone.",
+        help_text="We send a link there to finish; for alerts and password resets, never shown.",
         widget=forms.EmailInput(attrs={"autocomplete": "email"}),
     )
 
     class Meta(UserCreationForm.Meta):
         model = User
-        fields = ["username", "email"]
+        fields = ["username"]  # the email is no model field here: no unique check tells on it
+
+    field_order = ["username", "email", "password1", "password2"]
 
     def clean_email(self) -> str:
         email = User.objects.normalize_email(self.cleaned_data["email"])
-        if _email_taken(email):
-            raise forms.ValidationError(
-                "An account with this email address already exists. "
-                "Log in, or reset your password if you forgot it."
-            )
+        self.instance.email = email  # for the password validator's similarity check
         return email
+
+
+class SignupCompleteForm(forms.Form):
+    """The last step of a sign-up: the username, which someone may have taken meanwhile."""
+
+    username = forms.CharField(
+        max_length=150,
+        validators=[UnicodeUsernameValidator()],
+        help_text="Letters, digits and @/./+/-/_ only.",
+        widget=forms.TextInput(attrs={"autocomplete": "username"}),
+    )
+
+    def clean_username(self) -> str:
+        username = User.normalize_username(self.cleaned_data["username"])
+        if User.objects.filter(username__iexact=username).exists():
+            raise forms.ValidationError(USERNAME_TAKEN, code="unique")
+        return username
 
 
 class LoginForm(AuthenticationForm):
@@ -87,15 +128,41 @@ class EmailChangeForm(forms.Form):
         email = User.objects.normalize_email(self.cleaned_data["email"])
         if email.lower() == self.user.email.lower():
             raise forms.ValidationError("That is already your email address.")
-        if _email_taken(email, exclude=self.user):
-            raise forms.ValidationError("Another account uses this email address.")
         return email
 
     def clean_password(self) -> str:
         password = self.cleaned_data["password"]
-        if not self.user.check_password(password):
-            raise forms.ValidationError("That is not your current password.")
+        current_password_check(user=self.user, password=password)
         return password
+
+    def clean(self) -> dict:
+        """Whether another account has the address is said only to whoever knows the password."""
+        data = super().clean()
+        email = data.get("email")
+        if email and "password" in data and _email_taken(email, exclude=self.user):
+            self.add_error("email", EMAIL_TAKEN)
+        return data
+
+
+class PasswordChangeForm(auth_forms.PasswordChangeForm):
+    """Django's form, with wrong current passwords throttled per account."""
+
+    def clean_old_password(self) -> str:
+        password = self.cleaned_data["old_password"]
+        current_password_check(user=self.user, password=password)
+        return password
+
+
+class PasswordResetForm(auth_forms.PasswordResetForm):
+    """Django's form, whose email (only for a known address) is sent after the response, so the
+    answer takes the same time whether the address has an account."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)
+        self.sends: list[Callable[[], object]] = []
+
+    def send_mail(self, *args: object, **kwargs: object) -> None:
+        self.sends.append(partial(super().send_mail, *args, **kwargs))
 
 
 class AlertForm(forms.ModelForm):

@@ -202,3 +202,39 @@ class Notification(models.Model):
 
     def __str__(self) -> str:
         return self.title
+
+
+class SignupRequest(models.Model):
+    """A sign-up waiting for its emailed link: the account is made when the link is followed, so an
+    address nobody confirmed never holds an account (or a username) and sign-up never tells
+    whether an address has one. Only the digest of the link's token is kept."""
+
+    username = models.CharField(max_length=150)
+    email = models.EmailField()
+    password = models.CharField(max_length=128, help_text="Hashed, as the account's will be.")
+    next_url = models.CharField(max_length=500, blank=True)
+    token_digest = models.CharField(max_length=64, unique=True)
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created", "-pk"]
+
+    def __str__(self) -> str:
+        return f"sign-up of {self.username}"
+
+
+class ThrottleHit(models.Model):
+    """One counted action (a form that sends an email, a wrong current password) under a scope and
+    the digest of its key (an address, an email, an account), for accounts/throttle.py."""
+
+    scope = models.CharField(max_length=40)
+    key_digest = models.CharField(max_length=64)
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["scope", "key_digest", "created"], name="throttle_scope_key_time")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.scope} at {self.created:%Y-%m-%d %H:%M:%S}"

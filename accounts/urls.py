@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.contrib.auth import views as auth_views
-from django.urls import path, reverse_lazy
+from django.urls import path
 
 from accounts import views
 from accounts.forms import LoginForm
@@ -22,16 +22,11 @@ auth_urlpatterns = [
     ),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("accounts/signup/", views.signup, name="signup"),
+    path("accounts/signup/sent/", views.signup_sent, name="signup_sent"),
+    path("accounts/signup/<str:token>/", views.signup_complete, name="signup_complete"),
     path("accounts/profile/", views.profile, name="profile"),
     path("accounts/email/", views.email_change, name="email_change"),
-    path(
-        "accounts/password/change/",
-        auth_views.PasswordChangeView.as_view(
-            template_name="accounts/password_change.html",
-            success_url=reverse_lazy("accounts:password_change_done"),
-        ),
-        name="password_change",
-    ),
+    path("accounts/password/change/", views.PasswordChangeView.as_view(), name="password_change"),
     path(
         "accounts/password/change/done/",
         auth_views.PasswordChangeDoneView.as_view(
@@ -41,13 +36,7 @@ auth_urlpatterns = [
     ),
     path(
         "accounts/password/reset/",
-        auth_views.PasswordResetView.as_view(
-            template_name="accounts/password_reset.html",
-            email_template_name="accounts/email/password_reset_body.txt",
-            subject_template_name="accounts/email/password_reset_subject.txt",
-            extra_email_context={"site_name": settings.SITE_NAME},
-            success_url=reverse_lazy("accounts:password_reset_done"),
-        ),
+        views.PasswordResetView.as_view(extra_email_context={"site_name": settings.SITE_NAME}),
         name="password_reset",
     ),
     path(

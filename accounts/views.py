@@ -4,13 +4,16 @@ from collections.abc import Callable
 from functools import wraps
 
 from axes.utils import reset as axes_reset
+from django import forms
 from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.forms import SetPasswordForm
 from django.contrib.auth.views import redirect_to_login
+from django.core.exceptions import NON_FIELD_ERRORS
 from django.core.paginator import Paginator
+from django.db import IntegrityError, transaction
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, QueryDict
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse, reverse_lazy
@@ -18,12 +21,26 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseClientRedirect, trigger_client_event
 
-from accounts import selectors, services
-from accounts.forms import AlertForm, EmailChangeForm, ProfileForm, SignupForm
-from accounts.models import Alert
+from accounts import registration, selectors, services
+from accounts.forms import (
+    EMAIL_TAKEN,
+    USERNAME_TAKEN,
+    AlertForm,
+    EmailChangeForm,
+    PasswordChangeForm,
+    PasswordResetForm,
+    ProfileForm,
+    SignupCompleteForm,
+    SignupForm,
+)
+from accounts.mail import send_after_response
+from accounts.models import Alert, User
+from accounts.throttle import emails_per_address, emails_per_email, throttles_take
+from liqsite.client import client_address
 from maps.models import Market
 
 NOTIFICATIONS_PER_PAGE = 25
+SIGNUP_SENT_TO = "signup_sent_to"
 HTMX_STOP_POLLING = 286
 
 
@@ -46,10 +63,13 @@ def login_required_htmx(view: Callable) -> Callable:
 
 def _safe_next(request: HttpRequest, fallback: str) -> str:
     target = request.POST.get("next") or request.GET.get("next") or ""
-    allowed = url_has_allowed_host_and_scheme(
+    return target if _allowed_url(request, target) else fallback
+
+
+def _allowed_url(request: HttpRequest, target: str) -> bool:
+    return url_has_allowed_host_and_scheme(
         target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
     )
-    return target if allowed else fallback
 
 
 def _posted(request: HttpRequest) -> QueryDict | None:
@@ -66,11 +86,73 @@ def signup(request: HttpRequest) -> HttpResponse:
         return redirect("accounts:watchlist")
     form = SignupForm(_posted(request))
     if request.method == "POST" and form.is_valid():
-        user = form.save()
-        login(request, user, backend="django.contrib.auth.backends.ModelBackend")
-        messages.success(request, f"Welcome, {user.username}! Your account is ready.")
-        return redirect(_safe_next(request, reverse("accounts:watchlist")))
-    return render(request, "accounts/signup.html", {"form": form, "next": request.GET.get("next")})
+        email = form.cleaned_data["email"]
+        if full := _emails_throttled(request, email):
+            form.add_error(None, full)
+        else:
+            send = registration.signup_request_create(
+                username=form.cleaned_data["username"],
+                email=email,
+                password=form.cleaned_data["password1"],
+                next_url=_safe_next(request, ""),
+                site_url=request.build_absolute_uri("/").rstrip("/"),
+            )
+            request.session[SIGNUP_SENT_TO] = email
+            return send_after_response(redirect("accounts:signup_sent"), [send])
+    context = {"form": form, "next": request.GET.get("next")}
+    status = 429 if form.errors.get(NON_FIELD_ERRORS) else 200
+    return render(request, "accounts/signup.html", context, status=status)
+
+
+@require_GET
+def signup_sent(request: HttpRequest) -> HttpResponse:
+    context = {"email": request.session.get(SIGNUP_SENT_TO, "")}
+    return render(request, "accounts/signup_sent.html", context)
+
+
+@require_http_methods(["GET", "POST"])
+def signup_complete(request: HttpRequest, token: str) -> HttpResponse:
+    """The emailed link: choose the username (the one given is proposed) and make the account."""
+    pending = registration.signup_request_for_token(token=token)
+    if pending is None or registration.email_has_account(pending.email):
+        status = 404 if pending is None else 200
+        context = {"used": pending is not None}
+        return render(request, "accounts/signup_link_invalid.html", context, status=status)
+    form = SignupCompleteForm(_posted(request), initial={"username": pending.username})
+    if request.method == "POST" and form.is_valid():
+        try:
+            user = registration.signup_complete(
+                signup=pending, username=form.cleaned_data["username"]
+            )
+        except IntegrityError:  # taken between the form's check and the insert
+            if registration.email_has_account(pending.email):
+                context = {"used": True}
+                return render(request, "accounts/signup_link_invalid.html", context)
+            form.add_error("username", USERNAME_TAKEN)
+        else:
+            login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+            messages.success(request, f"Welcome, {user.username}! Your account is ready.")
+            fallback = reverse("accounts:watchlist")
+            target = pending.next_url if _allowed_url(request, pending.next_url) else fallback
+            return redirect(target or fallback)
+    context = {"form": form, "email": pending.email}
+    return render(request, "accounts/signup_complete.html", context)
+
+
+def _emails_throttled(request: HttpRequest, email: str) -> str:
+    """Count a form that sends an email; the reason to refuse it when its address or the typed
+    email asked too often in the last hour, else an empty string."""
+    full = throttles_take(
+        checks=[(emails_per_address(), client_address(request)), (emails_per_email(), email)]
+    )
+    if full is None:
+        return ""
+    if full.scope == emails_per_address().scope:
+        return "Too many emails were asked for from your network in the last hour. Try later."
+    return (
+        "Emails to this address were asked for several times in the last hour: check its inbox "
+        "(and spam folder), or try again later."
+    )
 
 
 @login_required
@@ -94,11 +176,51 @@ def profile(request: HttpRequest) -> HttpResponse:
 def email_change(request: HttpRequest) -> HttpResponse:
     form = EmailChangeForm(_posted(request), user=request.user)
     if request.method == "POST" and form.is_valid():
-        request.user.email = form.cleaned_data["email"]
-        request.user.save(update_fields=["email"])
-        messages.success(request, f"Your email address is now {request.user.email}.")
-        return redirect("accounts:profile")
-    return render(request, "accounts/email_change.html", {"form": form})
+        try:
+            with transaction.atomic():
+                User.objects.filter(pk=request.user.pk).update(email=form.cleaned_data["email"])
+        except IntegrityError:  # another account took it between the form's check and now
+            form.add_error("email", EMAIL_TAKEN)
+        else:
+            messages.success(request, f"Your email address is now {form.cleaned_data['email']}.")
+            return redirect("accounts:profile")
+    status = 429 if _throttled(form) else 200
+    return render(request, "accounts/email_change.html", {"form": form}, status=status)
+
+
+def _throttled(form: forms.Form) -> bool:
+    return any(
+        error.code == "throttled" for errors in form.errors.as_data().values() for error in errors
+    )
+
+
+class PasswordChangeView(auth_views.PasswordChangeView):
+    """Django's view, with wrong current passwords throttled per account."""
+
+    form_class = PasswordChangeForm
+    template_name = "accounts/password_change.html"
+    success_url = reverse_lazy("accounts:password_change_done")
+
+    def form_invalid(self, form: PasswordChangeForm) -> HttpResponse:
+        status = 429 if _throttled(form) else 200
+        return self.render_to_response(self.get_context_data(form=form), status=status)
+
+
+class PasswordResetView(auth_views.PasswordResetView):
+    """Django's view, throttled per address and per email, its email sent after the response."""
+
+    form_class = PasswordResetForm
+    template_name = "accounts/password_reset.html"
+    email_template_name = "accounts/email/password_reset_body.txt"
+    subject_template_name = "accounts/email/password_reset_subject.txt"
+    success_url = reverse_lazy("accounts:password_reset_done")
+
+    def form_valid(self, form: PasswordResetForm) -> HttpResponse:
+        if full := _emails_throttled(self.request, form.cleaned_data["email"]):
+            form.add_error(None, full)
+            return self.render_to_response(self.get_context_data(form=form), status=429)
+        response = super().form_valid(form)
+        return send_after_response(response, form.sends)
 
 
 class PasswordResetConfirmView(auth_views.PasswordResetConfirmView):

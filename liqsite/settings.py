@@ -72,18 +72,34 @@ def envurl(name: str, schemes: set[str]) -> str:
     return raw
 
 
-DEBUG = envbool("DEBUG", True)
+# DEBUG is an explicit choice. DEBUG=1: a developer's run, with Django's debug pages. DEBUG=0:
+# production: SECRET_KEY and ALLOWED_HOSTS are required and the HTTPS-only settings default to on.
+# Unset: the embedded local default (`make run`): debug pages off, so visitors see the site's own
+# 404 and 500 pages, and plain HTTP on this machine with nothing to configure.
+DEBUG = envbool("DEBUG", False)
+LIQSITE_PRODUCTION = os.environ.get("DEBUG", "").strip() != "" and not DEBUG
+LOCAL_HOSTS = ["127.0.0.1", "localhost", "[::1]"]
 SECRET_KEY = os.environ.get("SECRET_KEY", "")
-if not SECRET_KEY:
-    if not DEBUG:
+ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", [] if LIQSITE_PRODUCTION else LOCAL_HOSTS)
+if LIQSITE_PRODUCTION:
+    if not SECRET_KEY:
         raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off")
-    SECRET_KEY = "insecure-development-key-only-used-while-debug-is-on"
-elif not DEBUG and len(SECRET_KEY) < 50:
-    raise ImproperlyConfigured("SECRET_KEY must be at least 50 characters long when DEBUG is off")
+    if len(SECRET_KEY) < 50:
+        raise ImproperlyConfigured(
+            "SECRET_KEY must be at least 50 characters long when DEBUG is off"
+        )
+    if not ALLOWED_HOSTS:
+        raise ImproperlyConfigured(
+            "ALLOWED_HOSTS must list the site's host names when DEBUG is off"
+        )
+elif not SECRET_KEY:
+    if set(ALLOWED_HOSTS) - {*LOCAL_HOSTS, "::1", "testserver"}:
+        raise ImproperlyConfigured(
+            "SECRET_KEY must be set to serve hosts other than this machine "
+            f"(ALLOWED_HOSTS={','.join(ALLOWED_HOSTS)}); for a public site set DEBUG=0 too"
+        )
+    SECRET_KEY = "insecure-local-key-only-used-on-this-machine-without-a-secret-key"
 
-ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"] if DEBUG else [])
-if not DEBUG and not ALLOWED_HOSTS:
-    raise ImproperlyConfigured("ALLOWED_HOSTS must list the site's host names when DEBUG is off")
 CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS", [])
 SITE_NAME = envstr("SITE_NAME", "liqsite")
 SITE_URL = envstr("SITE_URL", "http://127.0.0.1:8000").rstrip("/")
@@ -106,6 +122,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "liqsite.middleware.security_headers",
+    "liqsite.middleware.control_characters_refused",
     "django.middleware.gzip.GZipMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -178,9 +196,12 @@ REDIS_URL = envurl("REDIS_URL", {"redis", "rediss"})
 if REDIS_URL:
     CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            # Best-effort: while Redis is down, reads miss and writes are dropped (logged), so
+            # pages and the API are built afresh instead of failing.
+            "BACKEND": "liqsite.cache.BestEffortRedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": "liqsite",
+            "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 2},
         }
     }
 else:
@@ -200,10 +221,13 @@ if CELERY_TASK_SOFT_TIME_LIMIT >= CELERY_TASK_TIME_LIMIT:
         f"CELERY_TASK_SOFT_TIME_LIMIT={CELERY_TASK_SOFT_TIME_LIMIT} must be below "
         f"CELERY_TASK_TIME_LIMIT={CELERY_TASK_TIME_LIMIT}: the soft limit lets a task stop cleanly"
     )
-# An unacknowledged task (its worker died) goes back to the queue after this many seconds; it must
-# exceed the longest task (a backfill) and the longest retry countdown.
+# An unacknowledged task (its worker was killed) goes back to the queue after this many seconds.
+# A worker holds a task unacknowledged while it waits out a retry countdown (at most 305 s) and
+# while it runs (at most its time limit, 1800 s for a backfill), so anything shorter than
+# 305 + 1800 s would hand a live task to a second worker; anything much longer only delays the
+# recovery from a killed worker. The `liqsite.W001`/`E001` checks compare it with the tasks.
 CELERY_BROKER_TRANSPORT_OPTIONS = {
-    "visibility_timeout": envint("CELERY_VISIBILITY_TIMEOUT", 3600, minimum=1)
+    "visibility_timeout": envint("CELERY_VISIBILITY_TIMEOUT", 2160, minimum=1)
 }
 CELERY_RESULT_EXPIRES = 3600
 CELERY_TIMEZONE = "UTC"
@@ -258,11 +282,35 @@ AUTH_PASSWORD_VALIDATORS = [
 LOGIN_URL = "accounts:login"
 LOGIN_REDIRECT_URL = "maps:home"
 LOGOUT_REDIRECT_URL = "maps:home"
+# Log-in lockouts (django-axes, accounts/lockout.py), each for AXES_COOLOFF_MINUTES: a (username,
+# address) pair after AXES_FAILURE_LIMIT failures; an address after AXES_ADDRESS_FAILURE_LIMIT
+# failures across all usernames (password spraying); a username after the higher
+# AXES_USERNAME_FAILURE_LIMIT failures across all addresses. Addresses come from
+# TRUSTED_PROXY_HOPS, so a proxy's own address never stands for every client.
 AXES_FAILURE_LIMIT = envint("AXES_FAILURE_LIMIT", 5, minimum=1)
+AXES_ADDRESS_FAILURE_LIMIT = envint("AXES_ADDRESS_FAILURE_LIMIT", 20, minimum=1)
+AXES_USERNAME_FAILURE_LIMIT = envint("AXES_USERNAME_FAILURE_LIMIT", 50, minimum=1)
+for _name, _limit in (
+    ("AXES_ADDRESS_FAILURE_LIMIT", AXES_ADDRESS_FAILURE_LIMIT),
+    ("AXES_USERNAME_FAILURE_LIMIT", AXES_USERNAME_FAILURE_LIMIT),
+):
+    if _limit <= AXES_FAILURE_LIMIT:
+        raise ImproperlyConfigured(
+            f"{_name}={_limit} must be above AXES_FAILURE_LIMIT={AXES_FAILURE_LIMIT}: "
+            "it counts the failures of many usernames or many addresses together"
+        )
 AXES_COOLOFF_TIME = envint("AXES_COOLOFF_MINUTES", 15, minimum=1) / 60
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
+AXES_HANDLER = "accounts.lockout.LoginLockoutHandler"
+AXES_CLIENT_IP_CALLABLE = "liqsite.client.client_address"
+AXES_LOCKOUT_CALLABLE = "accounts.lockout.lockout_response"
 AXES_LOCKOUT_TEMPLATE = "accounts/locked_out.html"
+# Forms that send an email (sign-up, password reset) per client address and per typed address in
+# an hour, and wrong current passwords (password and email change) per account in the cool-off.
+ACCOUNT_EMAILS_PER_ADDRESS_PER_HOUR = envint("ACCOUNT_EMAILS_PER_ADDRESS_PER_HOUR", 10, minimum=1)
+ACCOUNT_EMAILS_PER_EMAIL_PER_HOUR = envint("ACCOUNT_EMAILS_PER_EMAIL_PER_HOUR", 3, minimum=1)
+CURRENT_PASSWORD_FAILURE_LIMIT = envint("CURRENT_PASSWORD_FAILURE_LIMIT", 5, minimum=1)
 
 EMAIL_URL = envurl("EMAIL_URL", {"smtp", "smtps", "console"})
 DEFAULT_FROM_EMAIL = envstr("DEFAULT_FROM_EMAIL", "liqsite <noreply@localhost>")
@@ -290,28 +338,72 @@ STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
         "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
-        if DEBUG
+        if not LIQSITE_PRODUCTION
         else "liqsite.storage.StaticStorage"
     },
 }
-WHITENOISE_USE_FINDERS = DEBUG
-if DEBUG:  # static files come from the finders; STATIC_ROOT exists only after collectstatic
+WHITENOISE_USE_FINDERS = not LIQSITE_PRODUCTION
+if WHITENOISE_USE_FINDERS:  # files come from the finders; STATIC_ROOT exists after collectstatic
     warnings.filterwarnings("ignore", message="No directory at: ", category=UserWarning)
 WHITENOISE_MAX_AGE = 3600
 
-# HTTPS-only when DEBUG is off; each switch can be turned off for plain HTTP behind a TLS proxy.
-SECURE_SSL_REDIRECT = envbool("SECURE_SSL_REDIRECT", not DEBUG)
-SESSION_COOKIE_SECURE = envbool("SESSION_COOKIE_SECURE", not DEBUG)
-CSRF_COOKIE_SECURE = envbool("CSRF_COOKIE_SECURE", not DEBUG)
-SECURE_HSTS_SECONDS = envint("SECURE_HSTS_SECONDS", 0 if DEBUG else 31_536_000)
-SECURE_HSTS_INCLUDE_SUBDOMAINS = envbool("SECURE_HSTS_INCLUDE_SUBDOMAINS", not DEBUG)
-SECURE_HSTS_PRELOAD = envbool("SECURE_HSTS_PRELOAD", not DEBUG)
+# HTTPS-only in production (DEBUG=0); each switch can be turned off for plain HTTP behind a TLS
+# proxy.
+SECURE_SSL_REDIRECT = envbool("SECURE_SSL_REDIRECT", LIQSITE_PRODUCTION)
+SESSION_COOKIE_SECURE = envbool("SESSION_COOKIE_SECURE", LIQSITE_PRODUCTION)
+CSRF_COOKIE_SECURE = envbool("CSRF_COOKIE_SECURE", LIQSITE_PRODUCTION)
+SECURE_HSTS_SECONDS = envint("SECURE_HSTS_SECONDS", 31_536_000 if LIQSITE_PRODUCTION else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = envbool("SECURE_HSTS_INCLUDE_SUBDOMAINS", LIQSITE_PRODUCTION)
+SECURE_HSTS_PRELOAD = envbool("SECURE_HSTS_PRELOAD", LIQSITE_PRODUCTION)
 if envbool("SECURE_PROXY_SSL_HEADER", False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_REDIRECT_EXEMPT = [r"^healthz/?$"]
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
+# Sent with every response (liqsite.middleware.security_headers). The pages carry no inline script
+# and load nothing from elsewhere; inline styles stay allowed because BokehJS styles its widgets
+# with them (and htmx its indicators). The two pages that draw Bokeh charts (pair and coin) also
+# allow eval: BokehJS compiles the charts' own formatters (CustomJS models, code the server
+# wrote) with `new Function`; inline script stays refused there too.
+_CSP = [
+    "default-src 'self'",
+    "script-src 'self'",
+    "style-src 'self' 'unsafe-inline'",
+    "img-src 'self' data: blob:",
+    "font-src 'self'",
+    "connect-src 'self'",
+    "object-src 'none'",
+    "base-uri 'none'",
+    "form-action 'self'",
+    "frame-ancestors 'none'",
+]
+CONTENT_SECURITY_POLICY = "; ".join(_CSP)
+CONTENT_SECURITY_POLICY_CHARTS = CONTENT_SECURITY_POLICY.replace(
+    "script-src 'self'", "script-src 'self' 'unsafe-eval'"
+)
+PERMISSIONS_POLICY = ", ".join(
+    f"{feature}=()"
+    for feature in (
+        "accelerometer",
+        "autoplay",
+        "camera",
+        "display-capture",
+        "geolocation",
+        "gyroscope",
+        "magnetometer",
+        "microphone",
+        "midi",
+        "payment",
+        "publickey-credentials-get",
+        "usb",
+        "xr-spatial-tracking",
+    )
+)
+# How many proxies in front of gunicorn append to X-Forwarded-For (0: clients connect directly).
+# The client's address, which log-in lockouts and throttles count by, is the one the outermost of
+# them saw; anything a client writes into the header itself further left is ignored.
+TRUSTED_PROXY_HOPS = envint("TRUSTED_PROXY_HOPS", 0)
 
 LOG_LEVEL = envstr("LOG_LEVEL", "INFO").upper()
 if LOG_LEVEL not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:

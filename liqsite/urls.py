@@ -5,6 +5,9 @@ from django.urls import include, path, re_path
 
 from maps.health import healthz
 
+handler404 = "liqsite.errors.page_not_found"
+handler500 = "liqsite.errors.server_error"
+
 admin.site.site_header = "liqsite admin"
 admin.site.site_title = "liqsite admin"
 

@@ -18,8 +18,9 @@ from datetime import UTC, datetime
 from functools import cached_property
 
 import numpy as np
-from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.urls import reverse
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
+from django.urls import Resolver404, resolve, reverse
 from django.views.decorators.http import require_safe
 
 from maps import charts, pages
@@ -30,6 +31,7 @@ from maps.pages import BadQuery
 from maps.selectors import (
     Freshness,
     market_by_slugs,
+    market_by_symbol,
     market_snapshot_light,
     markets_for_listing,
     snapshot_freshness,
@@ -54,6 +56,14 @@ def error(status: int, message: str, **extra: object) -> JsonResponse:
     response = JsonResponse({"error": message, **extra}, status=status)
     response.headers["Cache-Control"] = "no-cache"
     return response
+
+
+def canonical_redirect(request: HttpRequest, name: str, args: list[str]) -> HttpResponseRedirect:
+    """A permanent redirect to the document's canonical URL, keeping the query string."""
+    url = reverse(name, args=args)
+    if query := request.META.get("QUERY_STRING"):
+        url = f"{url}?{query}"
+    return HttpResponseRedirect(url, status=301)
 
 
 def query_format(request: HttpRequest) -> str:
@@ -282,6 +292,8 @@ def snapshot_view(kind: str) -> Callable[[HttpRequest, str, str], HttpResponse]:
     def view(request: HttpRequest, exchange: str, symbol: str) -> HttpResponse:
         market = market_by_slugs(exchange=exchange.lower(), symbol=symbol.lower())
         if market is None:
+            if named := market_by_symbol(exchange=exchange.lower(), symbol=symbol):
+                return canonical_redirect(request, f"api:{kind}", market_args(named))
             return error(404, f"no market {exchange}/{symbol} is tracked here")
         try:
             window, fmt = pages.query_window(request), query_format(request)
@@ -535,3 +547,44 @@ coin_heatmap = coin_view("heatmap")
 coin_map = coin_view("map")
 coin_clusters = coin_view("clusters")
 coin_proximity = coin_view("proximity")
+
+
+# The index and every other URL under /api/v1/
+
+
+@require_safe
+def index(request: HttpRequest) -> JsonResponse:
+    """What /api/v1/ serves: every document's URL pattern, the options, and the documentation."""
+    root = request.build_absolute_uri(reverse("api:index"))
+    market = {kind: f"{root}{{exchange}}/{{symbol}}/{kind}" for kind in KINDS}
+    coin = {kind: f"{root}coin/{{base}}/{kind}" for kind in KINDS}
+    response = JsonResponse(
+        {
+            "documentation": request.build_absolute_uri(reverse("maps:api_docs")),
+            "markets": request.build_absolute_uri(reverse("api:markets")),
+            "market": market,
+            "coin": coin,
+            "options": {"window": settings.LIQSITE_WINDOWS, "format": FORMATS},
+            "slugs": "{exchange} and {symbol} as in the pair page's URL (/binance/btcusdt/) or "
+            "the exchange's own symbol (/okx/SOL-USDT-SWAP/), {base} as in /coin/btc/; any case",
+        }
+    )
+    response.headers["Cache-Control"] = "public, max-age=3600"
+    return response
+
+
+def not_found(request: HttpRequest, rest: str = "") -> HttpResponse:
+    """Any URL under /api/v1/ that is no document: a JSON 404, whatever DEBUG says. A URL that
+    lacks only its final slash is sent to it, as everywhere on the site."""
+    if not request.path.endswith("/"):
+        try:
+            match = resolve(f"{request.path}/")
+        except Resolver404:
+            match = None
+        if match is not None and match.func is not not_found:
+            url = f"{request.path}/"
+            if query := request.META.get("QUERY_STRING"):
+                url = f"{url}?{query}"
+            return HttpResponseRedirect(url, status=301)
+    index_url = reverse("api:index")
+    return error(404, f"no API document at {request.path}: {index_url} lists them", index=index_url)

@@ -1,15 +1,18 @@
-"""The API: /api/v1/markets/, /api/v1/<exchange>/<symbol>/heatmap|map|clusters|proximity and
-/api/v1/coin/<base>/heatmap|map|clusters|proximity ("coin" is never an exchange's name)."""
+"""The API: /api/v1/ (its index), /api/v1/markets/,
+/api/v1/<exchange>/<symbol>/heatmap|map|clusters|proximity and
+/api/v1/coin/<base>/heatmap|map|clusters|proximity ("coin" is never an exchange's name); any
+other URL under /api/v1/ is a JSON 404."""
 
 from __future__ import annotations
 
-from django.urls import path
+from django.urls import path, re_path
 
 import maps.urls  # noqa: F401  (registers the exchange and symbol path converters)
 from maps import api
 
 app_name = "api"
 urlpatterns = [
+    path("", api.index, name="index"),
     path("markets/", api.markets, name="markets"),
     path("<exchange:exchange>/<symbol:symbol>/heatmap", api.heatmap, name="heatmap"),
     path("<exchange:exchange>/<symbol:symbol>/map", api.map_view, name="map"),
@@ -19,4 +22,5 @@ urlpatterns = [
     path("coin/<symbol:base>/map", api.coin_map, name="coin_map"),
     path("coin/<symbol:base>/clusters", api.coin_clusters, name="coin_clusters"),
     path("coin/<symbol:base>/proximity", api.coin_proximity, name="coin_proximity"),
+    re_path(r"^(?P<rest>.*)$", api.not_found, name="not_found"),
 ]

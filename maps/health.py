@@ -1,7 +1,9 @@
 """GET /healthz: the database, the broker and the data's freshness, for load balancers.
 
 200 with `"status": "ok"` when all three are fine, 503 otherwise; JSON either way. No login, no
-HTTPS redirect (SECURE_REDIRECT_EXEMPT), two cheap queries and one Redis PING. A market is stale
+HTTPS redirect (SECURE_REDIRECT_EXEMPT), two cheap queries, and a Redis PING plus INFO and CONFIG
+GET, whose findings that can lose queued tasks (persistence off) are listed as broker `warnings`
+without failing the check. A market is stale
 when its data (the last bar's end) is older than LIQSITE_STALE_AFTER_SECONDS, the rule the pages
 use; only tracked live markets count (not demo data, not exchanges we do not ingest).
 """
@@ -39,13 +41,41 @@ def database_check() -> dict:
 
 
 def broker_check() -> dict:
+    """Redis answers PING; its warnings (persistence off, evicting keys) do not fail the check."""
     if settings.CELERY_TASK_ALWAYS_EAGER:
         return {"ok": True, "mode": "in-process"}
+    client = _redis(settings.CELERY_BROKER_URL)
     try:
-        _redis(settings.CELERY_BROKER_URL).ping()
+        client.ping()
+        warnings = broker_warnings(client)
     except (redis.RedisError, OSError) as exc:
         return {"ok": False, "error": type(exc).__name__}
-    return {"ok": True}
+    return {"ok": True, "warnings": warnings} if warnings else {"ok": True}
+
+
+def broker_warnings(client: redis.Redis) -> list[str]:
+    """What in Redis's configuration can lose queued tasks (docs/deploy.md shows a safe one)."""
+    warnings = []
+    if not int(client.info("persistence").get("aof_enabled", 0)):
+        try:
+            save = client.config_get("save").get("save", "")
+        except redis.ResponseError:  # CONFIG disabled, as on some managed Redis
+            save = None
+        if save == "":
+            warnings.append(
+                "Redis persistence is off (appendonly no, no save points): queued tasks are lost "
+                "when Redis restarts"
+            )
+        elif save is None:
+            warnings.append("Redis appendonly is off and its save points cannot be read")
+    memory = client.info("memory")
+    policy = memory.get("maxmemory_policy", "noeviction")
+    if int(memory.get("maxmemory", 0)) and policy != "noeviction":
+        warnings.append(
+            f"Redis evicts keys when full (maxmemory-policy {policy}): a queued task can be "
+            "evicted; use noeviction"
+        )
+    return warnings
 
 
 def freshness_check(now: datetime) -> dict:

@@ -27,6 +27,7 @@ from maps.selectors import (
     coin_bases,
     market_bars_arrays,
     market_by_slugs,
+    market_by_symbol,
     market_latest_calibration,
     market_snapshot_light,
     markets_for_listing,
@@ -68,7 +69,11 @@ def query_side(request: HttpRequest) -> str:
 
 
 def market_or_404(*, exchange: str, symbol: str) -> Market:
-    market = market_by_slugs(exchange=exchange, symbol=symbol)
+    """The market by its URL slug, or else by the exchange's own symbol, in any case."""
+    exchange = exchange.lower()
+    market = market_by_slugs(exchange=exchange, symbol=symbol.lower())
+    if market is None:
+        market = market_by_symbol(exchange=exchange, symbol=symbol)
     if market is None:
         raise Http404(f"No market {exchange}/{symbol} is tracked here")
     return market

@@ -156,6 +156,15 @@ def market_by_slugs(*, exchange: str, symbol: str) -> Market | None:
     )
 
 
+def market_by_symbol(*, exchange: str, symbol: str) -> Market | None:
+    """The market whose exchange's own symbol this is, in any case (`/okx/sol-usdt-swap/`)."""
+    return (
+        Market.objects.select_related("exchange")
+        .filter(exchange__slug=exchange, symbol__iexact=symbol)
+        .first()
+    )
+
+
 def market_snapshot_light(*, market: Market, window: str) -> MapSnapshot | None:
     """The market's snapshot for `window` without its arrays (they load on first access)."""
     snapshot = MapSnapshot.objects.filter(market=market, window=window).defer("data").first()

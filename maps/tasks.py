@@ -36,6 +36,10 @@ log = logging.getLogger(__name__)
 LOCK_SECONDS = 1800
 BACKOFF_SECONDS = 10
 BACKOFF_CAP_SECONDS = 300
+RATE_LIMIT_JITTER_SECONDS = 5
+# The longest countdown of any retry: the broker's visibility timeout must cover it plus the
+# longest time limit (liqsite/checks.py).
+RETRY_COUNTDOWN_MAX_SECONDS = BACKOFF_CAP_SECONDS + RATE_LIMIT_JITTER_SECONDS
 INGEST_EXPIRES_SECONDS = 120
 REAL_EVENT_SOURCES = ["binance-vision", "stream", "rest"]
 
@@ -133,7 +137,9 @@ def _ingest(task, market: Market, *, backfill: bool) -> ingest.IngestReport:
         market_error_record(market.pk, "ingest", exc)
         if isinstance(exc, RateLimited):
             cache.set(cooldown_key(ccxt_id), time.time() + exc.retry_after, exc.retry_after + 1)
-            countdown = min(exc.retry_after, BACKOFF_CAP_SECONDS) + random.uniform(0, 5)
+            countdown = min(exc.retry_after, BACKOFF_CAP_SECONDS) + random.uniform(
+                0, RATE_LIMIT_JITTER_SECONDS
+            )
         else:
             countdown = backoff(task.request.retries)
         raise task.retry(exc=exc, countdown=countdown) from exc
@@ -182,7 +188,8 @@ def market_backfill(self, market_id: int) -> int:
         return 0
     wait = cooldown_remaining(market.exchange.ccxt_id)
     if wait:
-        raise self.retry(countdown=min(wait, BACKOFF_CAP_SECONDS) + random.uniform(0, 5))
+        jitter = random.uniform(0, RATE_LIMIT_JITTER_SECONDS)
+        raise self.retry(countdown=min(wait, BACKOFF_CAP_SECONDS) + jitter)
     with market_lock("ingest", market_id) as acquired:
         if not acquired:
             raise self.retry(countdown=30)

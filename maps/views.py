@@ -16,6 +16,7 @@ from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.http import require_safe
 
+from liqsite.middleware import csp_allows_chart_code
 from maps import pages
 from maps.models import Exchange
 from maps.pages import BadQuery
@@ -85,11 +86,12 @@ def exchange(request: HttpRequest, exchange: str) -> HttpResponse:
 
 
 @require_safe
+@csp_allows_chart_code
 @bad_query_is_400
 def pair(request: HttpRequest, exchange: str, symbol: str) -> HttpResponse:
-    if exchange != exchange.lower() or symbol != symbol.lower():
-        return canonical_redirect(request, "maps:pair", exchange.lower(), symbol.lower())
     market = pages.market_or_404(exchange=exchange, symbol=symbol)
+    if (exchange, symbol) != (market.exchange.slug, market.slug):
+        return canonical_redirect(request, "maps:pair", market.exchange.slug, market.slug)
     window, side = pages.query_window(request), pages.query_side(request)
     view = pages.pair_view(request, market=market, window=window, side=side)
     if view.not_modified is not None:
@@ -131,6 +133,7 @@ def coins(request: HttpRequest) -> HttpResponse:
 
 
 @require_safe
+@csp_allows_chart_code
 @bad_query_is_400
 def coin(request: HttpRequest, base: str) -> HttpResponse:
     if base != base.lower():
@@ -206,7 +209,8 @@ def bad_request(request: HttpRequest, error: BadQuery) -> HttpResponse:
 
 
 def canonical_redirect(request: HttpRequest, name: str, *args: str) -> HttpResponseRedirect:
-    """A permanent redirect to the lowercase URL, keeping the query string."""
+    """A permanent redirect to the canonical URL (lowercase, the market's slug), keeping the query
+    string."""
     url = reverse(name, args=args)
     if query := request.META.get("QUERY_STRING"):
         url = f"{url}?{query}"

@@ -19,6 +19,8 @@ def _missing_service(marker: str) -> str | None:
         shutil.which("chromium") or os.path.exists("/usr/bin/chromium")
     ):
         return "needs headless Chromium: install Debian's chromium package"
+    if marker == "redis_server" and not shutil.which("redis-server"):
+        return "needs redis-server to start a Redis of its own: install Debian's redis-server"
     return None
 
 
@@ -34,7 +36,7 @@ def empty_cache():
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
-        for marker in ("postgres", "redis", "browser"):
+        for marker in ("postgres", "redis", "browser", "redis_server"):
             if item.get_closest_marker(marker) is None:
                 continue
             reason = _missing_service(marker)
@@ -57,6 +59,53 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
         terminalreporter.section("skipped for lack of a service")
         for reason, count in sorted(reasons.items()):
             terminalreporter.write_line(f"{count:4d} test(s) {reason}")
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture
+def redis_server(tmp_path):
+    """start(persistent=False) -> (url, process): a redis-server of the test's own on a free port,
+    killed at the end. Fault tests kill it; the shared Redis is never touched."""
+    import subprocess
+    import time
+
+    import redis
+
+    processes = []
+
+    def start(*, persistent: bool = False):
+        port = free_port()
+        persistence = ["--appendonly", "yes"] if persistent else ["--appendonly", "no"]
+        process = subprocess.Popen(
+            [
+                *("redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", ""),
+                *persistence,
+                *("--dir", str(tmp_path)),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        processes.append(process)
+        client = redis.Redis(port=port, socket_connect_timeout=0.2)
+        for _ in range(100):
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                time.sleep(0.05)
+        return f"redis://127.0.0.1:{port}/0", process
+
+    yield start
+    for process in processes:
+        process.kill()
+        process.wait()
 
 
 # Accounts, watchlists and alerts: users, markets and hand-made snapshots.

@@ -77,15 +77,35 @@ def page(live_server, monkeypatch):
         connections.close_all()
 
 
+def emailed_link(address: str) -> str:
+    """The path of the sign-up link emailed to `address` (sent just after the response)."""
+    import time
+
+    from django.core import mail
+
+    for _ in range(100):
+        bodies = [m.body for m in mail.outbox if m.to == [address]]
+        if bodies:
+            return re.search(r"https?://[^/\s]+(/accounts/signup/\S+/)", bodies[-1]).group(1)
+        time.sleep(0.05)
+    raise AssertionError(f"no sign-up email to {address}")
+
+
 def test_it_signs_up_watches_a_market_and_gets_an_alert(page, market, tmp_path):
     from playwright.sync_api import expect
 
-    # Sign up: the new account is logged in and lands on its empty watchlist.
+    # Sign up: a link goes to the address; following it makes the account, logged in, on its
+    # empty watchlist.
     page.goto("/accounts/signup/")
     page.fill("input[name=username]", "hana")
     page.fill("input[name=email]", "hana@example.com")
     page.fill("input[name=password1]", PASSWORD)
     page.fill("input[name=password2]", PASSWORD)
+    page.click("form.account-form button[type=submit]")
+    expect(page).to_have_url(re.compile(r"/accounts/signup/sent/$"))
+    expect(page.locator("body")).to_contain_text("hana@example.com")
+    page.goto(emailed_link("hana@example.com"))
+    expect(page.locator("input[name=username]")).to_have_value("hana")
     page.click("form.account-form button[type=submit]")
     expect(page).to_have_url(re.compile(r"/watchlist/$"))
     expect(page.locator("body")).to_contain_text("You are not watching any market yet")

@@ -46,11 +46,11 @@ def assert_refused(env: dict[str, str], message: str) -> None:
     assert message in result.stderr
 
 
-def test_it_starts_with_nothing_configured() -> None:
+def test_it_starts_with_nothing_configured_and_debug_off() -> None:
     result = import_settings({})
     assert result.returncode == 0, result.stderr
     names = ("DEBUG", "DATABASES['default']['ENGINE']", "CELERY_TASK_ALWAYS_EAGER")
-    assert settings_values({}, *names) == ["True", "'django.db.backends.sqlite3'", "True"]
+    assert settings_values({}, *names) == ["False", "'django.db.backends.sqlite3'", "True"]
 
 
 @pytest.mark.parametrize("value", ["maybe", "2", "enabled"])
@@ -161,7 +161,7 @@ def test_it_uses_postgres_and_redis_when_their_urls_are_set() -> None:
     )
     assert engine == "'django.db.backends.postgresql'"
     assert (name, host, port) == ("'liq'", "'db.internal'", "'6543'")
-    assert cache == "'django.core.cache.backends.redis.RedisCache'"
+    assert cache == "'liqsite.cache.BestEffortRedisCache'"
     assert eager == "False"
 
 

@@ -117,6 +117,8 @@ def planner_context(
         context["errors"] = {name: f"{name}: {errs[0]}" for name, errs in form.errors.items()}
         return context
     _plan_and_what_if(context, market=market, snapshot=snapshot, form=form)
+    if context["plan"] is None:
+        return context
     api_query = urlencode({**_api_params(context), "window": window})
     context["api_urls"] = {
         "position": f"{reverse('api:position', args=args)}?{api_query}",

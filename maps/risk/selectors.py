@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 
+import numpy as np
 from django.db.models import QuerySet
 
 from maps.analytics.risk import OKX_TAKER_FEE, Brackets
 from maps.models import MapSnapshot, MarginBracket, Market, RiskProfile, SavedPosition
 from maps.risk.brackets import brackets_from_rows
+from maps.selectors import market_snapshot_light
 
 FORMULA_BY_CCXT_ID = {"binanceusdm": "binance", "bybit": "bybit", "okx": "okx"}
 FEE_BY_FORMULA = {"binance": 0.0, "bybit": 0.0, "okx": OKX_TAKER_FEE}
@@ -60,11 +63,18 @@ def market_brackets(*, market: Market) -> MarketBrackets:
 
 
 def market_snapshot_full(*, market: Market, window: str) -> MapSnapshot | None:
-    """The snapshot with its arrays (they load on first access)."""
-    snapshot = MapSnapshot.objects.filter(market=market, window=window).first()
-    if snapshot is not None:
-        snapshot.market = market
-    return snapshot
+    """The snapshot; its arrays load on first use (`snapshot_arrays`), usually never: the
+    planner's curves and profile are kept per snapshot version."""
+    return market_snapshot_light(market=market, window=window)
+
+
+def snapshot_arrays(snapshot: MapSnapshot, names: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """Only these arrays of the snapshot's npz (the heatmaps are the bulk of it)."""
+    if "arrays" in snapshot.__dict__:
+        return {name: snapshot.arrays[name] for name in names}
+    data = MapSnapshot.objects.filter(pk=snapshot.pk).values_list("data", flat=True).first()
+    with np.load(io.BytesIO(bytes(data))) as npz:
+        return {name: npz[name] for name in names}
 
 
 def risk_profile(*, market: Market, window: str) -> RiskProfile | None:

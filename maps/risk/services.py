@@ -19,6 +19,7 @@ from accounts.models import Alert
 from accounts.services import alert_save, watch_add
 from maps.analytics import risk
 from maps.analytics.risk import RiskError
+from maps.charts import cached
 from maps.connectors import connector_for
 from maps.formatting import price as fmt_price
 from maps.formatting import usd
@@ -39,7 +40,7 @@ from maps.risk.brackets import (
     recorded_payload,
     rows_from_payload,
 )
-from maps.risk.selectors import MarketBrackets, market_brackets, risk_profile
+from maps.risk.selectors import MarketBrackets, market_brackets, risk_profile, snapshot_arrays
 from maps.selectors import market_bars_arrays
 
 log = logging.getLogger(__name__)
@@ -142,7 +143,7 @@ def risk_profile_values(snapshot: MapSnapshot) -> dict:
 
 
 def _impact(snapshot: MapSnapshot, bars) -> risk.Impact:
-    arrays = snapshot.arrays
+    arrays = snapshot_arrays(snapshot, ("liq_times", "liq_long", "liq_short"))
     times = np.asarray(arrays["liq_times"], dtype=np.int64)
     if len(times) == 0 or len(bars.ts) < 2:
         return risk.Impact(None, None, 0)
@@ -159,8 +160,17 @@ def _impact(snapshot: MapSnapshot, bars) -> risk.Impact:
     )
 
 
+CURVE_ARRAYS = ("cum_long", "cum_short", "map_long", "map_short")
+
+
 def snapshot_curves(snapshot: MapSnapshot) -> risk.Curves:
-    arrays = snapshot.arrays
+    """The snapshot's curves, built once per snapshot version and kept in the cache (the
+    snapshot's arrays are read only on a miss)."""
+    return cached(f"risk:curves:{snapshot_version(snapshot)}", lambda: _curves(snapshot))
+
+
+def _curves(snapshot: MapSnapshot) -> risk.Curves:
+    arrays = snapshot_arrays(snapshot, CURVE_ARRAYS)
     totals = snapshot.report.get("totals", {})
     beyond = tuple(float(totals.get(s, {}).get("beyond_close", 0.0) or 0.0) for s in risk.SIDES)
     return risk.Curves.from_map(

@@ -20,6 +20,7 @@ $(VENV)/.dev: requirements-dev.txt $(VENV)/.runtime
 setup: $(VENV)/.runtime
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py seed_demo --if-empty
+	$(PY) manage.py load_brackets --if-empty
 
 ## Set up (virtualenv, packages, database, demo data and its maps) and serve on 127.0.0.1:8000.
 run: setup

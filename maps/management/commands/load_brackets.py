@@ -35,6 +35,9 @@ class Command(BaseCommand):
         if options["symbol"]:
             markets = markets.filter(symbol__iexact=options["symbol"])
         markets = list(markets)
+        if not markets and options["if_empty"]:
+            self.stdout.write("No markets yet; nothing to do.")
+            return
         if not markets:
             raise CommandError("no market matches; add markets first (or run seed_demo)")
         results = brackets_load(markets=markets, live=bool(options["live"]))

@@ -23,7 +23,7 @@ from maps.models import (
     MapSnapshot,
     Market,
 )
-from maps.risk.admin import MarginBracketInline
+from maps.risk import admin as risk_admin  # noqa: F401  (registers the planner's models)
 from maps.services import exchange_demo_refresh, market_demo_clear
 
 DEMO_BADGE = (
@@ -121,7 +121,6 @@ class MarketAdmin(admin.ModelAdmin):
     search_fields = ["symbol", "base", "slug", "exchange__name", "exchange__slug"]
     readonly_fields = ["last_bar_at", "last_ingest_at", "last_error", "last_error_at", "created"]
     actions = ["track", "untrack", "recompute_now", "backfill_now"]
-    inlines = [MarginBracketInline]
     fieldsets = [
         (None, {"fields": ["exchange", "symbol", "slug", "base", "quote", "ccxt_symbol"]}),
         (

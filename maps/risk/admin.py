@@ -1,5 +1,5 @@
-"""Admin for the planner: each market's maintenance brackets (inline on the market, checked as one
-table), saved positions to inspect."""
+"""Admin for the planner: each market's maintenance brackets (each row checked with the rest of
+its table), saved positions to inspect."""
 
 from __future__ import annotations
 
@@ -8,36 +8,46 @@ from django.contrib import admin
 
 from maps.analytics.risk import RiskError
 from maps.models import MarginBracket, SavedPosition
-from maps.risk.brackets import brackets_from_rows
+from maps.risk.brackets import ROW_FIELDS, brackets_from_rows
 
 
-class BracketTableFormSet(forms.BaseInlineFormSet):
-    """The rows kept must make one table: from 0, each floor the previous cap, one basis."""
+class MarginBracketForm(forms.ModelForm):
+    """One row, checked with the rest of its market's table: from 0, each floor the previous
+    cap, one basis."""
 
-    def clean(self) -> None:
-        super().clean()
-        rows = []
-        for form in self.forms:
-            data = getattr(form, "cleaned_data", None)
-            if not data or data.get("DELETE") or form.errors:
-                continue
-            rows.append(data)
-        if not rows:
-            return
+    class Meta:
+        model = MarginBracket
+        fields = ["market", *ROW_FIELDS, "source"]
+
+    def clean(self) -> dict:
+        data = super().clean()
+        market = data.get("market")
+        if market is None or self.errors:
+            return data
+        others = MarginBracket.objects.filter(market=market).exclude(pk=self.instance.pk)
+        others = others.exclude(tier=data.get("tier"))
+        rows = [*others.values(*ROW_FIELDS), {k: data.get(k) for k in ROW_FIELDS}]
         rows.sort(key=lambda r: r["tier"])
         if len({r["basis"] for r in rows}) > 1:
             raise forms.ValidationError("Use one basis (notional or size) for the whole table.")
         try:
             brackets_from_rows(rows)
         except RiskError as exc:
-            raise forms.ValidationError(f"Tiers in order of their number: {exc}") from None
+            raise forms.ValidationError(
+                f"With this row, {market}'s table would be broken: {exc}. Tiers count from 1 "
+                "by floor; each floor is the previous tier's cap."
+            ) from None
+        return data
 
 
-class MarginBracketInline(admin.TabularInline):
-    model = MarginBracket
-    formset = BracketTableFormSet
-    extra = 0
-    fields = [
+@admin.register(MarginBracket)
+class MarginBracketAdmin(admin.ModelAdmin):
+    """Each market's maintenance brackets, as the exchange publishes them (load_brackets fills
+    them; a market without any uses one bracket at its model rate)."""
+
+    form = MarginBracketForm
+    list_display = [
+        "market",
         "tier",
         "floor",
         "cap",
@@ -47,9 +57,11 @@ class MarginBracketInline(admin.TabularInline):
         "max_leverage",
         "source",
     ]
-    verbose_name_plural = (
-        "Maintenance brackets (the exchange's table; empty: one bracket at the model's rate)"
-    )
+    list_filter = ["market__exchange", "basis"]
+    list_select_related = ["market__exchange"]
+    search_fields = ["market__symbol", "market__slug"]
+    ordering = ["market__exchange__slug", "market__symbol", "tier"]
+    raw_id_fields = ["market"]
 
 
 @admin.register(SavedPosition)

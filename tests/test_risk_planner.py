@@ -219,6 +219,18 @@ def test_it_updates_the_panel_by_htmx_and_puts_the_inputs_in_the_url(client, btc
         f"{btc.get_absolute_url()}?window=7d&plan=long&leverage=15"
     )
     assert "no-cache" in response.headers["Cache-Control"]
+    # The pair page's own side filter stays; before any input the address is left alone.
+    response = client.get(
+        planner,
+        {"view": "pair", "side": "short", "window": "7d", "plan": "long"},
+        HTTP_HX_REQUEST="true",
+    )
+    assert response.headers["HX-Replace-Url"] == (
+        f"{btc.get_absolute_url()}?window=7d&side=short&plan=long"
+    )
+    assert 'name="side" value="short"' in response.content.decode()
+    response = client.get(planner, {"view": "pair", "window": "7d"}, HTTP_HX_REQUEST="true")
+    assert "HX-Replace-Url" not in response.headers
 
 
 def test_it_shows_a_bad_input_beside_its_field(client, btc):

@@ -40,6 +40,20 @@ def plan_query(query, window: str) -> dict:
     return {"window": window, **{k: v for k, v in kept.items() if v}}
 
 
+def address_bar_url(context: dict, query) -> str | None:
+    """Where the address bar should point after an htmx update: the page the panel is on, with
+    the plan's inputs (and, on the pair page, its own side filter), so a reload or a shared link
+    shows the same plan. None before any input was given."""
+    if not any(query.get(key, "").strip() for key in PLAN_KEYS):
+        return None
+    kept = plan_query(query, context["window"])
+    if context["view"] != "pair":
+        return f"{context['planner_url']}?{urlencode(kept)}"
+    if context.get("pair_side"):
+        kept = {"window": kept.pop("window"), "side": context["pair_side"], **kept}
+    return f"{context['pair_url']}?{urlencode(kept)}"
+
+
 @dataclass(frozen=True)
 class Marker:
     label: str
@@ -100,6 +114,7 @@ def planner_context(
         "values": {**{k: query.get(k, "") for k in PLAN_KEYS}, "window": window},
         "share_url": request.build_absolute_uri(f"{market.get_absolute_url()}?{urlencode(kept)}"),
         "positions": market_user_positions(user=request.user, market=market),
+        "pair_side": query.get("side", "") if query.get("side") in ("long", "short") else "",
     }
     snapshot = market_snapshot_full(market=market, window=window)
     context["snapshot"] = snapshot

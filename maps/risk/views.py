@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from urllib.parse import urlencode
-
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -33,9 +31,8 @@ def planner(request: HttpRequest, exchange: str, symbol: str) -> HttpResponse:
     if not map_pages.is_partial(request):
         return map_pages.revalidate(render(request, "maps/risk/planner.html", context))
     response = render(request, "maps/risk/_panel.html", context)
-    base = context["pair_url"] if view == "pair" else context["planner_url"]
-    query = urlencode(pages.plan_query(request.GET, window))
-    response.headers["HX-Replace-Url"] = f"{base}?{query}"
+    if url := pages.address_bar_url(context, request.GET):
+        response.headers["HX-Replace-Url"] = url
     return map_pages.revalidate(response)
 
 

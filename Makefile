@@ -24,6 +24,7 @@ setup: $(VENV)/.runtime
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py realign_open_interest
 	$(PY) manage.py seed_demo --if-empty --real
+	$(PY) manage.py load_brackets --if-empty
 
 ## Set up (virtualenv, packages, database, demo data and its maps) and serve on 127.0.0.1:8000.
 run: setup

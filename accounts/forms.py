@@ -222,6 +222,9 @@ class AlertForm(forms.ModelForm):
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)
+        self.fields["kind"].choices = [
+            (k, label) for k, label in Alert.KIND_CHOICES if k not in Alert.POSITION_KINDS
+        ]
         if self.instance.pk is None:
             for name, value in self.NEW_ALERT_INITIAL.items():
                 if self.initial.get(name) is None:

@@ -11,6 +11,7 @@ from django.urls import reverse
 
 from maps.formatting import usd
 from maps.models import WINDOW_CHOICES, Market
+from maps.risk.alerts import position_alert_describe
 
 MAX_WITHIN_PCT = 50.0
 MAX_USD = 1e12
@@ -60,9 +61,17 @@ class Alert(models.Model):
 
     PROXIMITY = "proximity"
     LIQUIDATIONS = "liquidations"
+    # Alerts on a saved position (maps/risk/): `position` names it.
+    NEAR_STOP = "near_stop"
+    NEAR_LIQUIDATION = "near_liq"
+    STOP_CLUSTER = "stop_cluster"
+    POSITION_KINDS = (NEAR_STOP, NEAR_LIQUIDATION, STOP_CLUSTER)
     KIND_CHOICES = [
         (PROXIMITY, "Price near a cluster"),
         (LIQUIDATIONS, "Liquidations in one step"),
+        (NEAR_STOP, "Price near my stop"),
+        (NEAR_LIQUIDATION, "Price near my liquidation"),
+        (STOP_CLUSTER, "Cluster between price and my stop"),
     ]
     SIDE_CHOICES = [
         ("any", "Either side"),
@@ -105,6 +114,14 @@ class Alert(models.Model):
         validators=[MaxValueValidator(MAX_COOLDOWN_MINUTES)],
         help_text="After firing, stay quiet for at least this long.",
     )
+    position = models.ForeignKey(
+        "maps.SavedPosition",
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="alerts",
+        help_text="The saved position a position alert watches",
+    )
     is_active = models.BooleanField("active", default=True)
     armed = models.BooleanField(default=True)
     checked_through = models.DateTimeField(null=True, blank=True)
@@ -124,12 +141,19 @@ class Alert(models.Model):
                 condition=~models.Q(kind="liquidations") | models.Q(threshold_usd__isnull=False),
                 name="alert_liquidations_complete",
             ),
+            models.CheckConstraint(
+                condition=~models.Q(kind__in=["near_stop", "near_liq", "stop_cluster"])
+                | models.Q(position__isnull=False),
+                name="alert_position_complete",
+            ),
         ]
 
     def __str__(self) -> str:
         return f"{self.describe()} on {self.watch.market}"
 
     def get_absolute_url(self) -> str:
+        if self.kind in self.POSITION_KINDS:
+            return reverse("maps:position", args=[self.position_id])
         return reverse("accounts:alert_edit", args=[self.pk])
 
     @property
@@ -138,6 +162,8 @@ class Alert(models.Model):
 
     def describe(self) -> str:
         """The condition in words, e.g. 'price within 1% of a long cluster of at least $5M'."""
+        if self.kind in self.POSITION_KINDS:
+            return position_alert_describe(self)
         if self.kind == self.PROXIMITY:
             which = {"any": "a", "long": "a long", "short": "a short"}[self.side]
             return (

@@ -99,7 +99,9 @@ def watched_market_ids(*, user: User) -> set[int]:
 
 
 def user_alerts(*, user: User) -> QuerySet[Alert]:
-    return Alert.objects.filter(watch__user=user).select_related("watch__market__exchange")
+    return Alert.objects.filter(watch__user=user).select_related(
+        "watch__market__exchange", "position__market__exchange"
+    )
 
 
 def user_alert_events(*, user: User, limit: int = 50) -> list[AlertEvent]:
@@ -125,7 +127,9 @@ def market_active_alerts(*, market_id: int, windows: list[str] | None = None) ->
     alerts = Alert.objects.filter(watch__market_id=market_id, is_active=True)
     if windows is not None:
         alerts = alerts.filter(window__in=windows)
-    return alerts.select_related("watch__user", "watch__market__exchange")
+    return alerts.select_related(
+        "watch__user", "watch__market__exchange", "position__market__exchange"
+    )
 
 
 def market_snapshots(*, market_id: int, windows: set[str]) -> dict[str, MapSnapshot]:

@@ -24,6 +24,7 @@ from accounts.selectors import (
 )
 from maps.formatting import price, usd
 from maps.models import MapSnapshot, Market
+from maps.risk.alerts import position_alert_check
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +100,11 @@ def crossing(observations: Iterable[Observation], armed: bool) -> tuple[Observat
 
 def alert_observations(*, alert: Alert, snapshot: MapSnapshot) -> list[Observation]:
     """The alert's condition at each step of the snapshot it has not evaluated yet."""
+    if alert.kind in Alert.POSITION_KINDS:
+        if alert.checked_through is not None and snapshot.as_of <= alert.checked_through:
+            return []
+        check = position_alert_check(alert, snapshot)
+        return [Observation(snapshot.as_of, check.hit, check.message, check.detail)]
     if alert.kind == Alert.PROXIMITY:
         if alert.checked_through is not None and snapshot.as_of <= alert.checked_through:
             return []

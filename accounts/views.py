@@ -313,6 +313,8 @@ def alert_create(request: HttpRequest, watch_pk: int) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 def alert_edit(request: HttpRequest, pk: int) -> HttpResponse:
     alert = get_object_or_404(selectors.user_alerts(user=request.user), pk=pk)
+    if alert.kind in Alert.POSITION_KINDS:
+        return redirect(alert.get_absolute_url())  # edited with its position
     form = AlertForm(_posted(request), instance=alert)
     if request.method == "POST" and form.is_valid():
         services.alert_save(alert=form.instance)

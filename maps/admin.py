@@ -25,6 +25,7 @@ from maps.models import (
     Market,
     MetricsRow,
 )
+from maps.risk import admin as risk_admin  # noqa: F401  (registers the planner's models)
 from maps.services import exchange_demo_refresh, market_demo_clear
 
 DEMO_BADGE = (

@@ -5,6 +5,7 @@ from datetime import UTC, datetime
 from functools import cached_property
 
 import numpy as np
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator
 from django.db import models
@@ -372,3 +373,102 @@ class Calibration(models.Model):
 
     def __str__(self) -> str:
         return f"{self.market} {self.computed_at:%Y-%m-%d}"
+
+
+# The position planner (maps/risk/): maintenance brackets, saved positions, risk profiles.
+
+
+class MarginBracket(models.Model):
+    """One row of a market's maintenance-margin table, as the exchange publishes it.
+
+    Row i covers [floor, cap) of position notional in USD (basis "notional": Binance, Bybit) or of
+    position size in base units (basis "quantity": OKX's tiers count contracts). Maintenance
+    margin = notional x maintenance_rate - maintenance_amount.
+    """
+
+    BASIS_CHOICES = [
+        ("notional", "position notional (USD)"),
+        ("quantity", "position size (base units)"),
+    ]
+
+    market = models.ForeignKey(Market, on_delete=models.CASCADE, related_name="margin_brackets")
+    tier = models.PositiveSmallIntegerField(help_text="1 for the smallest positions")
+    floor = models.FloatField(validators=[MinValueValidator(0.0)])
+    cap = models.FloatField(help_text="Upper bound (exclusive); the next tier's floor")
+    basis = models.CharField(max_length=8, choices=BASIS_CHOICES, default="notional")
+    maintenance_rate = models.FloatField(
+        validators=[MinValueValidator(0.0)], help_text="e.g. 0.004 for 0.4 %"
+    )
+    maintenance_amount = models.FloatField(
+        default=0.0,
+        validators=[MinValueValidator(0.0)],
+        help_text="USD subtracted from notional x rate (Binance cum, Bybit MM deduction)",
+    )
+    max_leverage = models.FloatField(validators=[MinValueValidator(1.0)])
+    source = models.CharField(max_length=200, blank=True, help_text="Where the row comes from")
+    updated = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["market", "tier"]
+        constraints = [
+            models.UniqueConstraint(fields=["market", "tier"], name="bracket_unique_tier")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.market} tier {self.tier}"
+
+
+POSITIVE = MinValueValidator(0.0)
+
+
+class SavedPosition(models.Model):
+    """A user's position (real or planned) on one market, watched by its alerts."""
+
+    SIDE_CHOICES = [("long", "long"), ("short", "short")]
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="positions"
+    )
+    market = models.ForeignKey(Market, on_delete=models.CASCADE, related_name="positions")
+    side = models.CharField(max_length=5, choices=SIDE_CHOICES)
+    entry = models.FloatField(validators=[MinValueValidator(0.0)])
+    leverage = models.FloatField(validators=[MinValueValidator(1.0)])
+    quantity = models.FloatField("size", help_text="Base units", validators=[POSITIVE])
+    margin = models.FloatField(help_text="Isolated margin, USD", validators=[POSITIVE])
+    stop = models.FloatField(null=True, blank=True, validators=[MinValueValidator(0.0)])
+    liquidation_price = models.FloatField(help_text="With the brackets in force when saved")
+    window = models.CharField(max_length=4, choices=WINDOW_CHOICES, default="7d")
+    note = models.CharField(max_length=120, blank=True)
+    created = models.DateTimeField(auto_now_add=True)
+    updated = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created", "-pk"]
+
+    def __str__(self) -> str:
+        return f"{self.side} {self.quantity:g} {self.market.base} @ {self.entry:g} on {self.market}"
+
+
+class RiskProfile(models.Model):
+    """What the planner reads beside a snapshot: the market's hourly ATR and the impact of
+    liquidations on price fitted over the snapshot's window (see docs/model.md)."""
+
+    market = models.ForeignKey(Market, on_delete=models.CASCADE, related_name="risk_profiles")
+    window = models.CharField(max_length=4, choices=WINDOW_CHOICES)
+    snapshot_version = models.CharField(max_length=40, help_text="The snapshot it was fitted on")
+    atr = models.FloatField(null=True, help_text="Mean true range of the last 14 hours")
+    impact_per_usd = models.FloatField(
+        null=True, help_text="ln price move per USD liquidated (null: not identified)"
+    )
+    impact_r2 = models.FloatField(null=True)
+    impact_steps = models.PositiveIntegerField(default=0)
+    computed_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["market", "window"]
+        constraints = [
+            models.UniqueConstraint(fields=["market", "window"], name="riskprofile_unique_window")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.market} {self.window} risk profile"

@@ -7,6 +7,7 @@ from django.urls import path, register_converter
 
 from maps import views
 from maps.models import RESERVED_SLUGS
+from maps.risk import views as risk_views
 
 
 class ExchangeConverter:
@@ -46,6 +47,13 @@ urlpatterns = [
     path("coin/<symbol:base>/", views.coin, name="coin"),
     path("coin/<symbol:base>/proximity/", views.coin_proximity, name="coin_proximity"),
     path("coin/<symbol:base>/charts.json", views.coin_charts, name="coin_charts"),
+    path("watchlist/positions/", risk_views.positions, name="positions"),
+    path("watchlist/positions/<int:pk>/", risk_views.position, name="position"),
+    path(
+        "watchlist/positions/<int:pk>/delete/",
+        risk_views.position_delete,
+        name="position_delete",
+    ),
     path("<exchange:exchange>/", views.exchange, name="exchange"),
     path("<exchange:exchange>/<symbol:symbol>/", views.pair, name="pair"),
     path(
@@ -54,4 +62,10 @@ urlpatterns = [
         name="pair_proximity",
     ),
     path("<exchange:exchange>/<symbol:symbol>/charts.json", views.pair_charts, name="pair_charts"),
+    path("<exchange:exchange>/<symbol:symbol>/plan/", risk_views.planner, name="planner"),
+    path(
+        "<exchange:exchange>/<symbol:symbol>/plan/save/",
+        risk_views.planner_save,
+        name="planner_save",
+    ),
 ]

@@ -10,9 +10,17 @@ from django.urls import reverse
 from django.utils import timezone
 
 from maps import tasks
-from maps.models import Bar, Calibration, Exchange, LiquidationEvent, MapSnapshot, Market
+from maps.models import (
+    Bar,
+    Calibration,
+    Exchange,
+    LiquidationEvent,
+    MapSnapshot,
+    Market,
+    MetricsRow,
+)
 
-MODELS = [Exchange, Market, Bar, LiquidationEvent, MapSnapshot, Calibration]
+MODELS = [Exchange, Market, Bar, MetricsRow, LiquidationEvent, MapSnapshot, Calibration]
 pytestmark = pytest.mark.django_db
 
 
@@ -328,3 +336,60 @@ def test_it_refuses_users_who_are_not_staff(client, user_factory, markets) -> No
         assert response["Location"].startswith(reverse("admin:login"))
     run_action(client, "untrack", markets)
     assert Market.objects.filter(tracked=True).count() == 2
+
+
+def test_it_shows_the_stamping_check_and_flags_a_contradiction(staff_client, markets) -> None:
+    _, eth = markets
+    eth.metrics_check = {
+        "checked_at": "2026-12-03T08:00:00+00:00",
+        "stamping": "auto",
+        "contradicted": 1,
+        "files": [
+            {
+                "source": "ETHUSDT-metrics-2025-05-30.csv",
+                "contradicts": True,
+                "message": "ETHUSDT-metrics-2025-05-30.csv: the data contradict the stamping "
+                "applied (start): 96 % of 161 checked rows sit closer to the other reading",
+            }
+        ],
+    }
+    eth.save()
+
+    listing = staff_client.get(changelist(Market)).content.decode()
+    page = staff_client.get(change(eth)).content.decode()
+
+    assert "contradicted" in listing
+    assert "Checked 2026-12-03T08:00:00+00:00 under stamping <code>auto</code>: 1 of 1" in page
+    assert "96 % of 161 checked rows sit closer to the other reading" in page
+
+
+def test_it_realigns_open_interest_from_the_admin_and_queues_a_recompute(
+    staff_client, markets, bar_factory, monkeypatch, django_capture_on_commit_callbacks
+) -> None:
+    _, eth = markets
+    start = timezone.now().replace(second=0, microsecond=0) - timedelta(hours=1)
+    start -= timedelta(minutes=start.minute % 5)
+    for k in range(3):
+        bar_factory(eth, start + k * timedelta(minutes=5), open_interest=10.0 + k)
+        MetricsRow.objects.create(
+            market=eth,
+            stamped_at=start + k * timedelta(minutes=5),
+            snapshot_at=start + (k + 1) * timedelta(minutes=5),
+            source="rest",
+            open_interest=20.0 + k,
+        )
+    eth.metrics_stamp = "start"
+    eth.save()
+    queued = []
+    monkeypatch.setattr(tasks.market_snapshots_refresh, "delay", queued.append)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = run_action(staff_client, "realign_now", [eth])
+
+    assert "3 bars from 3 stored rows: 3 changed" in response.content.decode()
+    assert list(eth.bars.order_by("time").values_list("open_interest", flat=True)) == [
+        20.0,
+        21.0,
+        22.0,
+    ]
+    assert queued == [eth.pk]

@@ -40,7 +40,7 @@ from maps.engine.inputs import (
     symbol_from_name,
 )
 from maps.engine.types import EngineError
-from maps.metrics_rows import ROW_FIELDS, metrics_rows_upsert
+from maps.metrics_rows import ROW_FIELDS, market_metrics_check_store, metrics_rows_upsert
 from maps.models import (
     BAR_VALUE_FIELDS,
     Bar,
@@ -215,9 +215,13 @@ class MarketImport:
         self.summary.files[kind] += 1
 
     def finish(self) -> ImportSummary:
-        """Report what never found its partner, and record the market's last bar."""
+        """Report what never found its partner, record the market's last bar and keep the
+        metrics files' stamping checks on the market (its admin page shows them)."""
         self._expire(math.inf)
         self.summary.skipped.sort()
+        market_metrics_check_store(
+            market=self.market, checks=self.summary.checks, stamping=self.stamping
+        )
         last = self.market.bars.usable().order_by("-time").values_list("time", flat=True).first()
         if last != self.market.last_bar_at:
             self.market.last_bar_at = last

@@ -150,6 +150,7 @@ class Market(models.Model):
         help_text="The last check of the open-interest rows' stamping against their own prices",
     )
     oi_realign_pending = models.BooleanField(
+        "open interest re-alignment pending",
         default=False,
         help_text="Open interest was stored under the old alignment and awaits re-alignment",
     )

@@ -24,7 +24,7 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='market',
             name='oi_realign_pending',
-            field=models.BooleanField(default=False, help_text='Open interest was stored under the old alignment and awaits re-alignment'),
+            field=models.BooleanField(default=False, verbose_name='open interest re-alignment pending', help_text='Open interest was stored under the old alignment and awaits re-alignment'),
         ),
         migrations.AlterField(
             model_name='bar',

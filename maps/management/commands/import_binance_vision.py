@@ -26,7 +26,6 @@ from maps.binance_vision import (
 )
 from maps.engine.alignment import STAMPINGS
 from maps.engine.types import EngineError, iso_utc
-from maps.metrics_rows import market_metrics_check_store
 from maps.models import Market
 from maps.services import market_demo_clear, market_snapshots_compute
 
@@ -163,11 +162,10 @@ class Command(BaseCommand):
 
     def _report_checks(self, market: Market, summary: ImportSummary) -> None:
         """The alignment check of each metrics file: warnings one per file, agreement in one
-        line; kept on the market for its admin page."""
+        line (the importer keeps them on the market for its admin page)."""
         checks = summary.checks
         if not checks:
             return
-        market_metrics_check_store(market=market, checks=checks, stamping=market.metrics_stamp)
         for check in checks:
             if check.contradicts:
                 self.stdout.write(self.style.WARNING(f"  warning: {check.describe()}"))

@@ -23,26 +23,19 @@ import subprocess
 import sys
 import tempfile
 import time
-import zipfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-import numpy as np
 import psycopg
 
 BASE_DIR = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(BASE_DIR))
+
+from benchmarks.binance_files import write_days  # noqa: E402
+
 SYMBOL = "BTCUSDT"
 START = datetime(2024, 1, 1, tzinfo=UTC)
-KLINE_HEADER = (
-    "open_time,open,high,low,close,volume,close_time,quote_volume,count,"
-    "taker_buy_volume,taker_buy_quote_volume,ignore"
-)
-METRICS_HEADER = (
-    "create_time,symbol,sum_open_interest,sum_open_interest_value,"
-    "count_toptrader_long_short_ratio,sum_toptrader_long_short_ratio,"
-    "count_long_short_ratio,sum_taker_long_short_vol_ratio"
-)
 
 
 def parse_args() -> argparse.Namespace:
@@ -51,49 +44,6 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--runs", type=int, default=15, help="timed array loads [15]")
     parser.add_argument("--child-import", metavar="FOLDER", help=argparse.SUPPRESS)
     return parser.parse_args()
-
-
-def write_zip(path: Path, text: str) -> None:
-    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        archive.writestr(path.with_suffix(".csv").name, text)
-
-
-def generate(folder: Path, days: int) -> tuple[int, int]:
-    """Daily klines and metrics zips as data.binance.vision has them; (kline rows, metric rows)."""
-    rng = np.random.default_rng(2024)
-    price, oi = 42_000.0, 80_000.0
-    for day in range(days):
-        start = START + timedelta(days=day)
-        start_ms = int(start.timestamp() * 1000)
-        returns = rng.normal(0, 0.0006, 1440)
-        closes = price * np.exp(np.cumsum(returns))
-        opens = np.concatenate([[price], closes[:-1]])
-        highs = np.maximum(opens, closes) * np.exp(np.abs(rng.normal(0, 0.0003, 1440)))
-        lows = np.minimum(opens, closes) * np.exp(-np.abs(rng.normal(0, 0.0003, 1440)))
-        volumes = 150 * np.exp(rng.normal(0, 0.4, 1440))
-        taker = volumes * np.clip(rng.normal(0.5, 0.05, 1440), 0.05, 0.95)
-        lines = [KLINE_HEADER]
-        for i in range(1440):
-            t = start_ms + 60_000 * i
-            o, h, lo, c = opens[i], highs[i], lows[i], closes[i]
-            v, tb = volumes[i], taker[i]
-            lines.append(
-                f"{t},{o:.1f},{h:.1f},{lo:.1f},{c:.1f},{v:.3f},{t + 59_999},{v * c:.2f},"
-                f"{int(v * 9)},{tb:.3f},{tb * c:.2f},0"
-            )
-        write_zip(folder / f"{SYMBOL}-1m-{start:%Y-%m-%d}.zip", "\n".join(lines) + "\n")
-        price = round(float(closes[-1]), 1)
-        rows = [METRICS_HEADER]
-        for k in range(288):
-            oi *= float(np.exp(rng.normal(0, 0.001)))
-            stamp = start + timedelta(minutes=5 * k)
-            close = closes[max(5 * k - 1, 0)]
-            rows.append(
-                f"{stamp:%Y-%m-%d %H:%M:%S},{SYMBOL},{oi:.4f},{oi * close:.4f},1.5,1.4,"
-                f"{1.2 + 0.1 * rng.standard_normal():.5f},1.0"
-            )
-        write_zip(folder / f"{SYMBOL}-metrics-{start:%Y-%m-%d}.zip", "\n".join(rows) + "\n")
-    return days * 1440, days * 288
 
 
 def with_database(url: str, name: str) -> str:
@@ -172,7 +122,6 @@ def _status_mib(field: str) -> float:
 
 def setup_django() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "liqsite.settings")
-    sys.path.insert(0, str(BASE_DIR))
     import django
 
     django.setup()
@@ -230,7 +179,7 @@ def bench(args: argparse.Namespace, url: str) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         began = time.perf_counter()
-        klines, metrics = generate(folder, args.days)
+        klines, metrics = write_days(folder, start=START, days=args.days, symbol=SYMBOL)
         size = sum(p.stat().st_size for p in folder.iterdir()) / 2**20
         print(
             f"input: {args.days} days, {klines} kline rows + {metrics} metrics rows in "

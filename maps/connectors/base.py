@@ -243,9 +243,8 @@ class Connector:
             candles.append(candle)
         return candles
 
-    def _open_interest(self, symbol: str, start: int, end: int) -> list[Point]:
-        """One page of ccxt's 5-minute open interest history, in base units (contracts times
-        the contract size)."""
+    def _open_interest_rows(self, symbol: str, start: int, end: int) -> tuple[dict, list]:
+        """The market and one page of ccxt's 5-minute open interest history, as ccxt parsed it."""
         market = self.market(symbol)
         rows = self.call(
             self.exchange.fetch_open_interest_history,
@@ -255,6 +254,12 @@ class Connector:
             limit=self.stat_page,
             params={"until": end - 1},
         )
+        return market, rows
+
+    def _open_interest(self, symbol: str, start: int, end: int) -> list[Point]:
+        """One page of 5-minute open interest, in base units (contracts times the contract
+        size)."""
+        market, rows = self._open_interest_rows(symbol, start, end)
         label = f"{self.slug} {market['id']} open interest"
         return points_from(
             rows,

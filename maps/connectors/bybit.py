@@ -58,15 +58,7 @@ class BybitConnector(Connector):
 
     def _open_interest(self, symbol: str, start: int, end: int) -> list[Point]:
         """One page of 5-minute open interest, one side of it (see the module's docstring)."""
-        market = self.market(symbol)
-        rows = self.call(
-            self.exchange.fetch_open_interest_history,
-            market["symbol"],
-            "5m",
-            since=start,
-            limit=self.stat_page,
-            params={"until": end - 1},
-        )
+        market, rows = self._open_interest_rows(symbol, start, end)
         points = []
         for row in rows_of(rows, f"bybit {market['id']} open interest"):
             info = row.get("info") if isinstance(row, dict) else None

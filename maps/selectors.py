@@ -144,6 +144,26 @@ def market_snapshot_light(*, market: Market, window: str) -> MapSnapshot | None:
     return snapshot
 
 
+def market_snapshots_light(*, market: Market) -> list[MapSnapshot]:
+    """Every window's snapshot of the market, without arrays, clusters or proximity."""
+    return list(
+        MapSnapshot.objects.filter(market=market).only("window", "as_of", "report", "market_id")
+    )
+
+
+def coin_events_arrays(*, market_ids: list[int], start: datetime, end: datetime) -> Events:
+    """Real liquidation events of several markets (one coin) with start <= time < end."""
+    parts = [market_events_arrays(market_id=m, start=start, end=end) for m in market_ids]
+    if not parts:
+        return market_events_arrays(market_id=0, start=start, end=end)
+    return Events(
+        time=np.concatenate([e.time for e in parts]),
+        is_long=np.concatenate([e.is_long for e in parts]),
+        price=np.concatenate([e.price for e in parts]),
+        notional=np.concatenate([e.notional for e in parts]),
+    )
+
+
 def snapshots_for_listing(
     *, window: str, exchange: Exchange | None = None, base: str | None = None
 ) -> list[MapSnapshot]:

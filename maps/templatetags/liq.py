@@ -8,7 +8,8 @@ from django import template
 from django.utils.html import escape
 from django.utils.safestring import mark_safe
 
-from maps.formatting import age, distance, duration, ms_utc, pct, price, share, usd
+from liqsite.assets import asset_url
+from maps.formatting import age, distance, duration, factor, ms_utc, pct, price, share, usd
 
 register = template.Library()
 LONG_SHARE_LABELS = {
@@ -19,8 +20,14 @@ LONG_SHARE_LABELS = {
 }
 
 
-for _filter in (usd, price, pct, distance, share, ms_utc, duration, age):
+for _filter in (usd, price, pct, distance, share, ms_utc, duration, age, factor):
     register.filter(_filter.__name__, _filter)
+
+
+@register.simple_tag
+def asset(name: str) -> str:
+    """A static file's URL naming its content, so browsers may keep it for a year."""
+    return asset_url(name)
 
 
 @register.inclusion_tag("maps/_params.html")

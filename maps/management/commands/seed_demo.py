@@ -1,4 +1,4 @@
-"""manage.py seed_demo [--if-empty] [--days 30] [--seed N]: simulated demo exchanges and markets."""
+"""manage.py seed_demo [--if-empty] [--days 90] [--seed N]: simulated demo exchanges and markets."""
 
 from __future__ import annotations
 
@@ -13,9 +13,10 @@ from django.utils import timezone
 from maps.demo import COINS, STEP_MS, VENUES, demo_end_ms, demo_seed
 from maps.engine.types import EngineError, iso_utc
 from maps.models import Bar, Market
-from maps.services import market_snapshots_compute
+from maps.services import market_calibrate, market_snapshots_compute
 
 DEFAULT_SEED = 20240501
+DEFAULT_DAYS = 90
 
 
 class Command(BaseCommand):
@@ -32,7 +33,12 @@ class Command(BaseCommand):
             help="do nothing when any market exists, unless all are demo markets whose data "
             "ended over a day ago: then seed them again up to now",
         )
-        parser.add_argument("--days", type=int, default=30, help="days of history [30]")
+        parser.add_argument(
+            "--days",
+            type=int,
+            default=DEFAULT_DAYS,
+            help=f"days of history [{DEFAULT_DAYS}: enough for every window the pages offer]",
+        )
         parser.add_argument(
             "--seed", type=int, default=DEFAULT_SEED, help=f"random seed [{DEFAULT_SEED}]"
         )
@@ -67,6 +73,7 @@ class Command(BaseCommand):
         )
         if not options["no_compute"]:
             self._compute(summary.markets)
+            self._calibrate(summary.markets)
 
     def _demo_is_stale(self) -> bool:
         """Only demo markets exist, and their newest bar is more than a day old."""
@@ -92,6 +99,15 @@ class Command(BaseCommand):
     def _progress(self, line: str) -> None:
         if self.verbosity >= 2:
             self.stdout.write(f"  {line}")
+
+    def _calibrate(self, markets: list[Market]) -> None:
+        """Score the model against the simulated liquidations, so the demo shows its accuracy."""
+        started = time.perf_counter()
+        count = sum(market_calibrate(market=market) is not None for market in markets)
+        self.stdout.write(
+            f"Calibration: {count} of {len(markets)} markets scored against their liquidations "
+            f"in {time.perf_counter() - started:.1f} s"
+        )
 
     def _compute(self, markets: list[Market]) -> None:
         started = time.perf_counter()

@@ -93,7 +93,8 @@ def markdown(text: str) -> str:
         if line.startswith("```"):
             end = next((j for j in range(i + 1, len(lines)) if lines[j].startswith("```")), None)
             end = len(lines) if end is None else end
-            html.append(f"<pre><code>{escape(chr(10).join(lines[i + 1 : end]))}</code></pre>")
+            code = escape(chr(10).join(lines[i + 1 : end]))
+            html.append(f'<pre tabindex="0"><code>{code}</code></pre>')
             i = end + 1
         elif match := re.match(r"(#{1,4})\s+(.*)", line):
             level = len(match.group(1))
@@ -156,7 +157,8 @@ def _table(lines: list[str], i: int, html: list[str]) -> int:
             rows.append(cells)
         i += 1
     head, body = rows[0], rows[1:]
-    out = "<table><thead><tr>" + "".join(f"<th>{_inline(c)}</th>" for c in head) + "</tr></thead>"
+    cells = "".join(f"<th>{_inline(c)}</th>" for c in head)
+    out = f'<table tabindex="0"><thead><tr>{cells}</tr></thead>'
     out += "<tbody>"
     for row in body:
         out += "<tr>" + "".join(f"<td>{_inline(c)}</td>" for c in row) + "</tr>"

@@ -246,10 +246,20 @@ class AlertForm(forms.ModelForm):
         """`defaults`: a new alert's starting values scaled to its market (see
         `selectors.market_alert_defaults`); NEW_ALERT_INITIAL where the market has no map yet."""
         super().__init__(*args, **kwargs)
+        defaults = dict(defaults or {})
+        typical = defaults.pop("typical_cluster_usd", None)
         if self.instance.pk is None:
-            for name, value in (self.NEW_ALERT_INITIAL | (defaults or {})).items():
+            for name, value in (self.NEW_ALERT_INITIAL | defaults).items():
                 if self.initial.get(name) is None:
                     self.initial[name] = value
+        if typical:
+            self.fields[
+                "min_notional_usd"
+            ].help_text = f"Starts at a quarter of this market's typical cluster ({usd(typical)})."
+            self.fields["threshold_usd"].help_text = (
+                f"Starts at a tenth of this market's typical cluster ({usd(typical)}): one "
+                "step's liquidations above it."
+            )
 
     def clean(self) -> dict:
         data = super().clean()

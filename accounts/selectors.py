@@ -99,11 +99,11 @@ STEP_SHARE = 0.1
 TYPICAL_CLUSTERS = 5
 
 
-def nice_floor(value: float) -> float:
+def nice_floor(value: float) -> int:
     """The largest 1, 2 or 5 x 10^n not above `value` (at least 1)."""
     if value < 1:
-        return 1.0
-    power = 10.0 ** math.floor(math.log10(value))
+        return 1
+    power = 10 ** math.floor(math.log10(value))
     return max(m * power for m in (1, 2, 5) if m * power <= value)
 
 
@@ -122,6 +122,7 @@ def market_alert_defaults(*, market: Market, window: str = DEFAULT_WINDOW) -> di
         "min_notional_usd": nice_floor(typical * CLUSTER_SHARE),
         "threshold_usd": nice_floor(typical * STEP_SHARE),
         "window": window,
+        "typical_cluster_usd": typical,
     }
 
 

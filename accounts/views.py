@@ -15,6 +15,7 @@ from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, QueryDict
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse, reverse_lazy
+from django.utils.cache import patch_cache_control
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseClientRedirect, trigger_client_event
@@ -93,11 +94,14 @@ def profile(request: HttpRequest) -> HttpResponse:
     return render(request, "accounts/profile.html", context)
 
 
-@require_POST
+@require_http_methods(["GET", "POST"])
 def time_zone(request: HttpRequest) -> HttpResponse:
-    """The footer's switch: show times in UTC, or back in the visitor's own zone."""
+    """The footer's switch: show times in UTC, or back in the visitor's own zone. A display
+    preference only (a cookie), so a plain link may set it."""
+    data = request.POST if request.method == "POST" else request.GET
     response = HttpResponseRedirect(_safe_next(request, reverse("maps:home")))
-    if request.POST.get("utc") == "1":
+    patch_cache_control(response, no_store=True)
+    if data.get("utc") == "1":
         response.set_cookie(UTC_COOKIE, "1", max_age=COOKIE_MAX_AGE, samesite="Lax")
     else:
         response.delete_cookie(UTC_COOKIE, samesite="Lax")

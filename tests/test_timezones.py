@@ -68,7 +68,9 @@ def test_it_writes_utc_until_the_browser_says_and_marks_the_times_for_the_script
 def test_it_switches_to_utc_and_back_from_the_footer(client, pair):
     client.cookies[BROWSER_COOKIE] = "America/New_York"
     url = reverse("maps:pair", args=["binance", "btcusdt"])
-    response = client.post(reverse("accounts:time_zone"), {"utc": "1", "next": url})
+    body = client.get(url).content.decode()
+    assert f'href="/accounts/time-zone/?utc=1&amp;next={url}"' in body
+    response = client.get(reverse("accounts:time_zone"), {"utc": "1", "next": url})
     assert response.status_code == 302 and response["Location"] == url
     assert response.cookies[UTC_COOKIE].value == "1"
     body = client.get(url).content.decode()

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
+from urllib.parse import unquote
 from zoneinfo import ZoneInfo, available_timezones
 
 from django.http import HttpRequest, HttpResponse
@@ -49,7 +50,7 @@ def time_zone_for(request: HttpRequest) -> TimeZoneChoice:
     profile_zone = getattr(user, "time_zone", "") if user is not None else ""
     if user is not None and user.is_authenticated and is_zone(profile_zone):
         return TimeZoneChoice(profile_zone, "profile")
-    browser = request.COOKIES.get(BROWSER_COOKIE, "")
+    browser = unquote(request.COOKIES.get(BROWSER_COOKIE, ""))  # the script URL-encodes it
     if is_zone(browser):
         return TimeZoneChoice(browser, "browser")
     return TimeZoneChoice("", "unknown")

@@ -267,3 +267,18 @@ def test_it_measures_the_time_from_navigation_to_the_charts(browser, live_server
     assert all(entry["bytes"] == 0 for entry in cached), cached
     context.close()
     connections.close_all()
+
+
+def test_it_writes_times_in_the_browsers_zone_on_a_first_visit(browser, live_server, btc):
+    page = open_page(browser, live_server, "/binance/btcusdt/?window=7d", timezone_id="Asia/Tokyo")
+    data_until = page.get_attribute(".fresh time", "datetime")
+    until_ms = page.evaluate("(iso) => Date.parse(iso)", data_until)
+    end = chart_eval(page, "return chart.timeRange.end;")
+    assert end == until_ms + 9 * 3_600_000
+    assert "GMT+9" in page.inner_text(".fresh time") or "JST" in page.inner_text(".fresh time")
+    assert page.inner_text("[data-time-zone-label]") == "Asia/Tokyo"
+    cookies = {c["name"]: c["value"] for c in page.context.cookies()}
+    assert cookies["liqsite_tz"] == "Asia%2FTokyo"
+    page.goto(f"{live_server.url}/binance/btcusdt/?window=7d")
+    assert page.get_attribute("body", "data-time-zone") == "Asia/Tokyo"
+    close(page)

@@ -46,6 +46,7 @@ def test_it_prefers_utc_on_request_then_the_profile_then_the_browser(alice):
     assert time_zone_for(request_with({BROWSER_COOKIE: "Europe/Paris"}, alice)).name == (
         "Europe/Paris"
     )
+    assert time_zone_for(request_with({BROWSER_COOKIE: "Asia%2FTokyo"})).name == "Asia/Tokyo"
     assert time_zone_for(request_with({BROWSER_COOKIE: "Mars/Olympus"})).name == ""
     assert time_zone_for(request_with({})).source == "unknown"
 

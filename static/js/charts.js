@@ -165,8 +165,12 @@
     return this.doc.get_model_by_name(name);
   };
 
+  /* The view of a model (plot views are looked up once: hovering asks for them constantly). */
   Chart.prototype.view = function (model) {
-    return model ? this.views.find_one(model) : null;
+    if (!model) return null;
+    this.viewCache = this.viewCache || new Map();
+    if (!this.viewCache.has(model)) this.viewCache.set(model, this.views.find_one(model));
+    return this.viewCache.get(model);
   };
 
   Chart.prototype.setup = function () {
@@ -391,7 +395,7 @@
     var now = this.mapRow(p);
     if (now) lines = lines.concat(now);
     var candle = this.candleLines(t, false);
-    if (candle) lines = lines.concat(candle.slice(1));
+    if (candle) lines = lines.concat(candle);
     var real = this.markerAt(sx, sy);
     if (real) lines.push(real);
     return lines;
@@ -449,13 +453,13 @@
     var i = floorIndex(data.t0, t);
     if (i < 0 || t >= data.t0[i] + interval) return null;
     var d = this.meta.decimals;
-    var lines = [when(data.t0[i]) + " · " + duration(interval) + " candle"];
+    var lines = withHead ? [when(data.t0[i]) + " · " + duration(interval) + " candle"] : [];
     lines.push([
       ["O " + priceText(data.open[i], d) + "  H " + priceText(data.high[i], d) +
        "  L " + priceText(data.low[i], d) + "  C " + priceText(data.close[i], d), "mono"]
     ]);
     lines.push([["Volume " + usd(data.volume[i]), "muted"]]);
-    return withHead === false ? lines : lines;
+    return lines;
   };
 
   Chart.prototype.liqLines = function (t) {
@@ -587,16 +591,24 @@
     }
   };
 
+  /* The renderers of a named layer (maps/figures/layers.py names them "layer:<name>"). */
+  Chart.prototype.layer = function (name) {
+    this.layers = this.layers || {};
+    if (!this.layers[name]) {
+      this.layers[name] = Array.from(this.doc.all_models).filter(function (m) {
+        return m.name === "layer:" + name;
+      });
+    }
+    return this.layers[name];
+  };
+
   Chart.prototype.layerVisible = function (name) {
-    var renderers = this.doc.all_models ? Array.from(this.doc.all_models) : [];
-    var found = renderers.filter(function (m) { return m.name === "layer:" + name; });
+    var found = this.layer(name);
     return found.length > 0 && found[0].visible;
   };
 
   Chart.prototype.toggleLayer = function (name, on) {
-    this.doc.all_models.forEach(function (model) {
-      if (model.name === "layer:" + name) model.visible = on;
-    });
+    this.layer(name).forEach(function (model) { model.visible = on; });
   };
 
   /* Pan and wheel/pinch zoom on, or off so that a drag or a wheel moves the page. */

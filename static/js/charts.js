@@ -263,7 +263,10 @@
     Object.keys(this.plots).forEach(function (name) {
       var view = self.view(self.plots[name]);
       var events = view && view.canvas_view && view.canvas_view.events_el;
-      if (events) events.tabIndex = -1;
+      if (events) {
+        events.tabIndex = -1;
+        events.style.outline = "none";  /* focused by a tap or click only */
+      }
     });
   };
 

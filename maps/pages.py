@@ -33,7 +33,7 @@ from maps.selectors import (
     market_by_slugs,
     market_latest_calibration,
     market_snapshot_light,
-    market_snapshots_light,
+    market_windows_start,
     markets_for_listing,
     snapshot_freshness,
     snapshots_for_listing,
@@ -188,22 +188,28 @@ def snapshot_coverage(snapshot: MapSnapshot | None, step_ms: int) -> Coverage | 
     if snapshot is None:
         return None
     start = snapshot.report.get("window_start")
+    return window_coverage(snapshot.window, snapshot.as_of, start, step_ms)
+
+
+def window_coverage(
+    window: str, as_of: datetime, start: int | str | None, step_ms: int
+) -> Coverage | None:
+    """None when data starting at `start` (ms) fills the window ending with the step `as_of`."""
     if start is None:
         return None
-    end = int(snapshot.as_of.timestamp() * 1000) + step_ms
-    wanted = end - WINDOWS[snapshot.window]
-    if int(start) <= wanted + step_ms:
+    end = int(as_of.timestamp() * 1000) + step_ms
+    if int(start) <= end - WINDOWS[window] + step_ms:
         return None
-    return Coverage(ms_to_datetime(int(start)), (end - int(start)) / 86_400_000, snapshot.window)
+    return Coverage(ms_to_datetime(int(start)), (end - int(start)) / 86_400_000, window)
 
 
 def market_coverage(market: Market) -> dict[str, Coverage]:
     """Per window, the coverage of the market's snapshot when its data is shorter."""
     out = {}
-    for snapshot in market_snapshots_light(market=market):
-        coverage = snapshot_coverage(snapshot, market.step_ms)
+    for row in market_windows_start(market=market):
+        coverage = window_coverage(row["window"], row["as_of"], row["window_start"], market.step_ms)
         if coverage is not None:
-            out[snapshot.window] = coverage
+            out[row["window"]] = coverage
     return out
 
 

@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 import numpy as np
 from django.conf import settings
 from django.db import connection, models
+from django.db.models.fields.json import KT
 from django.utils import timezone
 from psycopg import sql
 
@@ -144,10 +145,13 @@ def market_snapshot_light(*, market: Market, window: str) -> MapSnapshot | None:
     return snapshot
 
 
-def market_snapshots_light(*, market: Market) -> list[MapSnapshot]:
-    """Every window's snapshot of the market, without arrays, clusters or proximity."""
+def market_windows_start(*, market: Market) -> list[dict]:
+    """Per window of the market's snapshots: the window, its last step (`as_of`) and the first
+    step of its data (`window_start`, None when the report has none)."""
     return list(
-        MapSnapshot.objects.filter(market=market).only("window", "as_of", "report", "market_id")
+        MapSnapshot.objects.filter(market=market).values(
+            "window", "as_of", window_start=KT("report__window_start")
+        )
     )
 
 

@@ -282,3 +282,36 @@ def test_it_writes_times_in_the_browsers_zone_on_a_first_visit(browser, live_ser
     page.goto(f"{live_server.url}/binance/btcusdt/?window=7d")
     assert page.get_attribute("body", "data-time-zone") == "Asia/Tokyo"
     close(page)
+
+
+STRICT_CSP = (
+    "default-src 'self'; script-src 'self'; connect-src 'self'; img-src 'self' data:; "
+    "style-src 'self' 'unsafe-inline'; object-src 'none'; base-uri 'none'"
+)
+
+
+def test_it_draws_the_charts_under_a_strict_content_security_policy(browser, live_server, btc):
+    """No inline script and no eval: the charts work with script-src 'self' alone (Bokeh's
+    styles still need inline styles)."""
+    context = browser.new_context(viewport={"width": 1440, "height": 900})
+
+    def strict(route):
+        response = route.fetch()
+        headers = {**response.headers, "content-security-policy": STRICT_CSP}
+        route.fulfill(response=response, headers=headers)
+
+    context.route(f"{live_server.url}/**", strict)
+    page = context.new_page()
+    page.add_init_script(
+        """window.__violations = [];
+           document.addEventListener("securitypolicyviolation",
+             e => window.__violations.push(e.violatedDirective + " " + e.blockedURI));"""
+    )
+    page.goto(f"{live_server.url}/binance/btcusdt/?window=7d")
+    page.wait_for_selector(CHARTS_READY, timeout=30_000)
+    box = plot_box(page, "heatmap")
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.locator(".chart-tip").wait_for(state="visible", timeout=5_000)
+    assert page.evaluate("window.__violations") == []
+    context.close()
+    connections.close_all()

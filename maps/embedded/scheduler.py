@@ -44,7 +44,7 @@ def tick(now=None) -> dict:
     roll = _job(done, "demo", lambda: demo_roll_forward(now_ms=int(now.timestamp() * 1000)))
     for market_id in getattr(roll, "market_ids", []):
         _job(done, f"compute:{market_id}", lambda m=market_id: market_snapshots_refresh.delay(m))
-    _job(done, "ingest", lambda: markets_ingest_tracked.delay())
+    _job(done, "ingest", markets_ingest_tracked.delay)
     _job(done, "alerts", alerts_check_pending)
     _job(done, "calibrate", lambda: demo_calibrate_due(now=now))
     return done
@@ -133,7 +133,7 @@ def _summary(done: dict) -> str:
     parts = []
     if roll is not None and roll != "failed":
         parts.append(f"demo +{roll.steps} steps, {roll.events} events on {len(roll.market_ids)}")
-    parts.extend(
-        f"{k}: {v}" for k, v in done.items() if k != "demo" and not k.startswith("compute")
-    )
+    for name, value in done.items():
+        if name != "demo" and not name.startswith("compute"):
+            parts.append(f"{name}: {getattr(value, 'result', value)}")
     return "; ".join(parts)

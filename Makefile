@@ -26,9 +26,10 @@ setup: $(VENV)/.runtime
 	$(PY) manage.py seed_demo --if-empty --real
 	$(PY) manage.py load_brackets --if-empty
 
-## Set up (virtualenv, packages, database, demo data and its maps) and serve on 127.0.0.1:8000.
+## Set up (virtualenv, packages, database, demo data and its maps) and serve on 127.0.0.1:8000;
+## without Redis, an in-process scheduler keeps the demo moving and checks alerts every minute.
 run: setup
-	DEBUG=$(DEBUG) $(PY) manage.py runserver $(HOST):$(PORT)
+	DEBUG=$(DEBUG) $(PY) manage.py serve $(HOST):$(PORT)
 
 ## Run the tests on PostgreSQL + Redis when reachable, else on the embedded default.
 test: $(VENV)/.dev

@@ -8,8 +8,17 @@ from django.contrib.auth import forms as auth_forms
 from django.contrib.auth.forms import AuthenticationForm, UserCreationForm
 from django.contrib.auth.validators import UnicodeUsernameValidator
 
-from accounts.models import MAX_COOLDOWN_MINUTES, MAX_USD, MAX_WITHIN_PCT, Alert, User
+from accounts.models import (
+    MAX_COOLDOWN_MINUTES,
+    MAX_USD,
+    MAX_WITHIN_PCT,
+    Alert,
+    User,
+    WebhookChannel,
+)
 from accounts.throttle import current_password_failures, throttle_full, throttle_record
+from accounts.timezones import zone_names
+from accounts.webhooks import TELEGRAM_CHAT, TELEGRAM_TOKEN, WebhookRefused, url_check
 from maps.formatting import usd
 
 EMAIL_TAKEN = "Another account uses this email address."
@@ -103,10 +112,90 @@ def username_for_login(value: str) -> str:
     return value
 
 
+def time_zone_choices() -> list[tuple[str, str]]:
+    names = sorted(zone_names() - {"UTC"})
+    return [("", "Your browser's time zone"), ("UTC", "UTC"), *((n, n) for n in names)]
+
+
 class ProfileForm(forms.ModelForm):
+    time_zone = forms.ChoiceField(
+        label="Time zone",
+        required=False,
+        choices=time_zone_choices,
+        help_text="Times on the pages and charts are shown in this zone.",
+    )
+
     class Meta:
         model = User
-        fields = ["email_alerts"]
+        fields = ["email_alerts", "time_zone"]
+
+
+class WebhookForm(forms.ModelForm):
+    """A JSON webhook URL, or a Telegram bot token and chat id; only the chosen kind's fields
+    are required and kept."""
+
+    url = forms.URLField(
+        label="Webhook URL",
+        required=False,
+        max_length=500,
+        assume_scheme="https",
+        widget=forms.URLInput(attrs={"placeholder": "https://example.com/hooks/liqsite"}),
+        help_text="Receives a POST with a JSON body for each fired alert (format below).",
+    )
+
+    class Meta:
+        model = WebhookChannel
+        fields = ["kind", "url", "telegram_token", "telegram_chat_id", "is_active"]
+        widgets = {
+            "kind": forms.RadioSelect,
+            "telegram_token": forms.PasswordInput(
+                render_value=True, attrs={"autocomplete": "off", "spellcheck": "false"}
+            ),
+            "telegram_chat_id": forms.TextInput(attrs={"placeholder": "123456789 or @channel"}),
+        }
+        help_texts = {
+            "telegram_token": "From @BotFather, e.g. 123456789:AAH...; the bot must be able to "
+            "write to the chat.",
+            "telegram_chat_id": "Your chat with the bot (its id), a group id (starts with -) or "
+            "@channelname.",
+        }
+
+    def clean(self) -> dict:
+        data = super().clean()
+        kind = data.get("kind")
+        if kind == WebhookChannel.JSON:
+            self._clean_url(data)
+            data["telegram_token"] = data["telegram_chat_id"] = ""
+        elif kind == WebhookChannel.TELEGRAM:
+            self._clean_telegram(data)
+            data["url"] = ""
+        return data
+
+    def _clean_url(self, data: dict) -> None:
+        url = data.get("url")
+        if not url:
+            if "url" not in self.errors:
+                self.add_error("url", "Give the address that receives the alerts.")
+            return
+        try:
+            url_check(url)
+        except WebhookRefused as exc:
+            self.add_error("url", str(exc))
+
+    def _clean_telegram(self, data: dict) -> None:
+        token = (data.get("telegram_token") or "").strip()
+        chat = (data.get("telegram_chat_id") or "").strip()
+        if not TELEGRAM_TOKEN.match(token):
+            self.add_error(
+                "telegram_token",
+                "A bot token looks like 123456789:AAH… (digits, a colon, then "
+                "letters, digits, - and _).",
+            )
+        if not TELEGRAM_CHAT.match(chat):
+            self.add_error(
+                "telegram_chat_id", "A chat id is a number (negative for groups) or @channelname."
+            )
+        data["telegram_token"], data["telegram_chat_id"] = token, chat
 
 
 class EmailChangeForm(forms.Form):
@@ -220,15 +309,27 @@ class AlertForm(forms.ModelForm):
             },
         }
 
-    def __init__(self, *args: object, **kwargs: object) -> None:
+    def __init__(self, *args: object, defaults: dict | None = None, **kwargs: object) -> None:
+        """`defaults`: a new alert's starting values scaled to its market (see
+        `selectors.market_alert_defaults`); NEW_ALERT_INITIAL where the market has no map yet."""
         super().__init__(*args, **kwargs)
         self.fields["kind"].choices = [
             (k, label) for k, label in Alert.KIND_CHOICES if k not in Alert.POSITION_KINDS
         ]
+        defaults = dict(defaults or {})
+        typical = defaults.pop("typical_cluster_usd", None)
         if self.instance.pk is None:
-            for name, value in self.NEW_ALERT_INITIAL.items():
+            for name, value in (self.NEW_ALERT_INITIAL | defaults).items():
                 if self.initial.get(name) is None:
                     self.initial[name] = value
+        if typical:
+            self.fields[
+                "min_notional_usd"
+            ].help_text = f"Starts at a quarter of this market's typical cluster ({usd(typical)})."
+            self.fields["threshold_usd"].help_text = (
+                f"Starts at a tenth of this market's typical cluster ({usd(typical)}): one "
+                "step's liquidations above it."
+            )
 
     def clean(self) -> dict:
         data = super().clean()

@@ -1,9 +1,11 @@
 from __future__ import annotations
 
+import secrets
 from datetime import timedelta
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractUser
+from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models.functions import Lower
@@ -18,12 +20,25 @@ MAX_USD = 1e12
 MAX_COOLDOWN_MINUTES = 7 * 24 * 60
 
 
+def validate_time_zone(value: str) -> None:
+    from accounts.timezones import is_zone
+
+    if value and not is_zone(value):
+        raise ValidationError(f"{value!r} is not a time zone name such as Europe/Paris or UTC.")
+
+
 class User(AbstractUser):
     email = models.EmailField("email address", blank=False)
     email_alerts = models.BooleanField(
         "email me when an alert fires",
         default=True,
         help_text="In-app notifications are always kept; this only turns the emails on or off.",
+    )
+    time_zone = models.CharField(
+        max_length=64,
+        blank=True,
+        validators=[validate_time_zone],
+        help_text="Times on the site are shown in this zone; empty means your browser's.",
     )
 
     class Meta(AbstractUser.Meta):
@@ -183,6 +198,7 @@ class AlertEvent(models.Model):
         ("pending", "pending"),
         ("sent", "sent"),
     ]
+    WEBHOOK_CHOICES = [*EMAIL_CHOICES, ("failed", "failed")]
 
     alert = models.ForeignKey(Alert, on_delete=models.CASCADE, related_name="events")
     step_time = models.DateTimeField(help_text="The step whose data fired the alert")
@@ -191,6 +207,9 @@ class AlertEvent(models.Model):
     detail = models.JSONField(default=dict)
     email = models.CharField(max_length=7, choices=EMAIL_CHOICES, default="pending")
     emailed_at = models.DateTimeField(null=True, blank=True)
+    webhook = models.CharField(max_length=7, choices=WEBHOOK_CHOICES, default="skipped")
+    webhook_attempts = models.PositiveSmallIntegerField(default=0)
+    webhooked_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-fired_at", "-pk"]
@@ -264,3 +283,48 @@ class ThrottleHit(models.Model):
 
     def __str__(self) -> str:
         return f"{self.scope} at {self.created:%Y-%m-%d %H:%M:%S}"
+
+
+def new_webhook_secret() -> str:
+    return secrets.token_hex(24)
+
+
+class WebhookChannel(models.Model):
+    """Where a user's fired alerts go besides email and the bell: a URL that receives a JSON
+    POST (docs/webhooks.md), or a Telegram chat through a bot of the user's."""
+
+    JSON = "json"
+    TELEGRAM = "telegram"
+    KIND_CHOICES = [
+        (JSON, "JSON webhook: POST to a URL of yours"),
+        (TELEGRAM, "Telegram: a message from your bot"),
+    ]
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="webhook"
+    )
+    kind = models.CharField(max_length=8, choices=KIND_CHOICES, default=JSON)
+    url = models.URLField("webhook URL", max_length=500, blank=True)
+    telegram_token = models.CharField("bot token", max_length=100, blank=True)
+    telegram_chat_id = models.CharField("chat id", max_length=40, blank=True)
+    secret = models.CharField(
+        max_length=64,
+        default=new_webhook_secret,
+        help_text="Signs each JSON delivery (X-Liqsite-Signature: sha256=HMAC of the body).",
+    )
+    is_active = models.BooleanField("send my alerts here", default=True)
+    last_status = models.CharField(max_length=300, blank=True)
+    last_ok = models.BooleanField(null=True, blank=True)
+    last_sent_at = models.DateTimeField(null=True, blank=True)
+    created = models.DateTimeField(auto_now_add=True)
+    updated = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} for {self.user}"
+
+    @property
+    def target(self) -> str:
+        """Where it delivers, for display (the bot token is never shown in full)."""
+        if self.kind == self.TELEGRAM:
+            return f"Telegram chat {self.telegram_chat_id}"
+        return self.url

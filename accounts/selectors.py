@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import statistics
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -9,7 +11,7 @@ import numpy as np
 from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 
-from accounts.models import Alert, AlertEvent, Notification, User, WatchlistItem
+from accounts.models import Alert, AlertEvent, Notification, User, WatchlistItem, WebhookChannel
 from maps.models import LiquidationEvent, MapSnapshot, Market
 from maps.selectors import snapshot_freshness
 
@@ -92,10 +94,46 @@ def watch_row(*, item: WatchlistItem, window: str = DEFAULT_WINDOW) -> WatchRow:
     return _watch_row(item, snapshot, timezone.now())
 
 
+CLUSTER_SHARE = 0.25
+STEP_SHARE = 0.1
+TYPICAL_CLUSTERS = 5
+
+
+def nice_floor(value: float) -> int:
+    """The largest 1, 2 or 5 x 10^n not above `value` (at least 1)."""
+    if value < 1:
+        return 1
+    power = 10 ** math.floor(math.log10(value))
+    return max(m * power for m in (1, 2, 5) if m * power <= value)
+
+
+def market_alert_defaults(*, market: Market, window: str = DEFAULT_WINDOW) -> dict:
+    """A new alert's amounts scaled to the market: a cluster of at least CLUSTER_SHARE, and one
+    step's liquidations above STEP_SHARE, of its typical cluster (the median notional of its
+    TYPICAL_CLUSTERS largest), rounded down to 1, 2 or 5 x 10^n. {} without a map."""
+    snapshot = MapSnapshot.objects.filter(market=market, window=window).only("clusters").first()
+    sizes = sorted(
+        (c["notional_usd"] for c in (snapshot.clusters if snapshot else [])), reverse=True
+    )
+    if not sizes:
+        return {}
+    typical = statistics.median(sizes[:TYPICAL_CLUSTERS])
+    return {
+        "min_notional_usd": nice_floor(typical * CLUSTER_SHARE),
+        "threshold_usd": nice_floor(typical * STEP_SHARE),
+        "window": window,
+        "typical_cluster_usd": typical,
+    }
+
+
 def watched_market_ids(*, user: User) -> set[int]:
     if not user.is_authenticated:
         return set()
     return set(WatchlistItem.objects.filter(user=user).values_list("market_id", flat=True))
+
+
+def user_webhook(*, user: User) -> WebhookChannel | None:
+    return WebhookChannel.objects.filter(user=user).first()
 
 
 def user_alerts(*, user: User) -> QuerySet[Alert]:

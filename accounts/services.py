@@ -14,7 +14,8 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 
-from accounts.models import Alert, AlertEvent, Notification, User, WatchlistItem
+from accounts import webhooks
+from accounts.models import Alert, AlertEvent, Notification, User, WatchlistItem, WebhookChannel
 from accounts.selectors import (
     StepLiquidations,
     market_active_alerts,
@@ -220,6 +221,7 @@ def _alert_fire(alert: Alert, fired: Observation) -> AlertEvent | None:
                 message=fired.message[:300],
                 detail=fired.detail,
                 email="pending" if user.email_alerts and user.email else "skipped",
+                webhook="pending" if _webhook_wanted(user) else "skipped",
             )
     except IntegrityError:
         return None
@@ -252,6 +254,7 @@ def market_alerts_check(
         if event is not None:
             events.append(event)
     alert_emails_send(market_id=market_id)
+    alert_webhooks_send(market_id=market_id)
     return events
 
 
@@ -319,6 +322,89 @@ def _alert_email(events: list[AlertEvent]) -> None:
     body = render_to_string("accounts/email/alert_body.txt", context)
     html = render_to_string("accounts/email/alert_body.html", context)
     send_mail(subject, body, None, [user.email], html_message=html)
+
+
+# Alerts: webhooks (JSON or Telegram)
+
+MAX_WEBHOOK_ATTEMPTS = 3
+
+
+def _webhook_wanted(user: User) -> bool:
+    return WebhookChannel.objects.filter(user=user, is_active=True).exists()
+
+
+def alert_webhooks_send(*, market_id: int, now: datetime | None = None) -> int:
+    """Deliver the market's pending webhook events, one POST per event; returns how many went.
+
+    Each event is claimed with `SELECT ... FOR UPDATE SKIP LOCKED` while it is sent, so two
+    workers never deliver it twice. A failed delivery stays pending for the task's retry, up to
+    MAX_WEBHOOK_ATTEMPTS attempts, then is marked failed; the channel keeps the last answer.
+    """
+    now = now or timezone.now()
+    pending = list(
+        AlertEvent.objects.filter(alert__watch__market_id=market_id, webhook="pending")
+        .order_by("fired_at", "pk")
+        .values_list("pk", flat=True)
+    )
+    sent, failed = 0, None
+    for pk in pending:
+        ok, status = _webhook_send_one(pk, now)
+        sent += ok
+        if not ok and status:
+            failed = status
+    if failed is not None:
+        raise WebhookFailed(failed)
+    return sent
+
+
+class WebhookFailed(RuntimeError):
+    """Some delivery failed and will be tried again by the task's retry."""
+
+
+def _webhook_send_one(pk: int, now: datetime) -> tuple[bool, str]:
+    with transaction.atomic():
+        event = (
+            AlertEvent.objects.select_for_update(skip_locked=True, of=("self",))
+            .select_related("alert__watch__user__webhook", "alert__watch__market__exchange")
+            .filter(pk=pk, webhook="pending")
+            .first()
+        )
+        if event is None:
+            return False, ""
+        channel = getattr(event.alert.watch.user, "webhook", None)
+        if channel is None or not channel.is_active:
+            AlertEvent.objects.filter(pk=pk).update(webhook="skipped")
+            return False, ""
+        result = webhooks.deliver(channel, webhooks.event_payload(event))
+        attempts = event.webhook_attempts + 1
+        state = "sent" if result.ok else "pending" if attempts < MAX_WEBHOOK_ATTEMPTS else "failed"
+        AlertEvent.objects.filter(pk=pk).update(
+            webhook=state, webhook_attempts=attempts, webhooked_at=now if result.ok else None
+        )
+        _channel_record(channel, result, now)
+    return result.ok, "" if result.ok or state == "failed" else result.status
+
+
+def _channel_record(channel: WebhookChannel, result: webhooks.Delivery, now: datetime) -> None:
+    WebhookChannel.objects.filter(pk=channel.pk).update(
+        last_status=result.status[:300], last_ok=result.ok, last_sent_at=now
+    )
+
+
+def webhook_test_send(*, channel: WebhookChannel, now: datetime | None = None) -> webhooks.Delivery:
+    """Send the channel a test message now and keep its answer on the channel."""
+    now = now or timezone.now()
+    result = webhooks.deliver(channel, webhooks.test_payload(channel, now))
+    _channel_record(channel, result, now)
+    return result
+
+
+def webhook_delete(*, channel: WebhookChannel) -> None:
+    """Disconnect: pending deliveries are dropped, the channel and its secret deleted."""
+    AlertEvent.objects.filter(alert__watch__user_id=channel.user_id, webhook="pending").update(
+        webhook="skipped"
+    )
+    channel.delete()
 
 
 # Notifications

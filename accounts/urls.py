@@ -26,6 +26,11 @@ auth_urlpatterns = [
     path("accounts/signup/<str:token>/", views.signup_complete, name="signup_complete"),
     path("accounts/profile/", views.profile, name="profile"),
     path("accounts/email/", views.email_change, name="email_change"),
+    path("accounts/time-zone/", views.time_zone, name="time_zone"),
+    path("accounts/webhook/", views.webhook, name="webhook"),
+    path("accounts/webhook/test/", views.webhook_test, name="webhook_test"),
+    path("accounts/webhook/docs/", views.webhook_docs, name="webhook_docs"),
+    path("accounts/webhook/delete/", views.webhook_delete, name="webhook_delete"),
     path("accounts/password/change/", views.PasswordChangeView.as_view(), name="password_change"),
     path(
         "accounts/password/change/done/",

@@ -5,6 +5,7 @@ from functools import wraps
 
 from axes.utils import reset as axes_reset
 from django import forms
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth import views as auth_views
@@ -17,6 +18,7 @@ from django.db import IntegrityError, transaction
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, QueryDict
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse, reverse_lazy
+from django.utils.cache import patch_cache_control
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseClientRedirect, trigger_client_event
@@ -32,12 +34,15 @@ from accounts.forms import (
     ProfileForm,
     SignupCompleteForm,
     SignupForm,
+    WebhookForm,
 )
 from accounts.mail import send_after_response
-from accounts.models import Alert, User
+from accounts.models import Alert, User, WebhookChannel
 from accounts.throttle import emails_per_address, emails_per_email, throttles_take
+from accounts.timezones import COOKIE_MAX_AGE, UTC_COOKIE
 from liqsite.client import client_address
 from maps.models import Market
+from maps.pages import doc_text
 
 NOTIFICATIONS_PER_PAGE = 25
 SIGNUP_SENT_TO = "signup_sent_to"
@@ -161,14 +166,80 @@ def profile(request: HttpRequest) -> HttpResponse:
     form = ProfileForm(_posted(request), instance=request.user)
     if request.method == "POST" and form.is_valid():
         form.save()
-        messages.success(request, "Your notification preferences are saved.")
+        messages.success(request, "Your preferences are saved.")
         return redirect("accounts:profile")
     context = {
         "form": form,
         "watch_count": selectors.watchlist_items(user=request.user).count(),
         "alert_count": selectors.user_alerts(user=request.user).filter(is_active=True).count(),
+        "webhook": selectors.user_webhook(user=request.user),
     }
     return render(request, "accounts/profile.html", context)
+
+
+@require_http_methods(["GET", "POST"])
+def time_zone(request: HttpRequest) -> HttpResponse:
+    """The footer's switch: show times in UTC, or back in the visitor's own zone. A display
+    preference only (a cookie), so a plain link may set it."""
+    data = request.POST if request.method == "POST" else request.GET
+    response = HttpResponseRedirect(_safe_next(request, reverse("maps:home")))
+    patch_cache_control(response, no_store=True)
+    if data.get("utc") == "1":
+        response.set_cookie(UTC_COOKIE, "1", max_age=COOKIE_MAX_AGE, samesite="Lax")
+    else:
+        response.delete_cookie(UTC_COOKIE, samesite="Lax")
+    return response
+
+
+# Alert delivery by webhook
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def webhook(request: HttpRequest) -> HttpResponse:
+    channel = selectors.user_webhook(user=request.user) or WebhookChannel(user=request.user)
+    form = WebhookForm(_posted(request), instance=channel)
+    if request.method == "POST" and form.is_valid():
+        saved = form.save()
+        messages.success(
+            request, f"Alerts will also go to {saved.target}. Send a test message to check it."
+        )
+        return redirect("accounts:webhook")
+    context = {"form": form, "channel": channel if channel.pk else None}
+    return render(request, "accounts/webhook.html", context)
+
+
+@require_GET
+def webhook_docs(request: HttpRequest) -> HttpResponse:
+    context = {
+        "doc": doc_text("webhooks.md"),
+        "crumb": "Webhooks",
+        "page_title": f"Alert webhooks: JSON payload and Telegram — {settings.SITE_NAME}",
+        "meta_description": "The JSON a liqsite alert webhook receives, its signature, and "
+        "Telegram delivery.",
+    }
+    return render(request, "maps/doc.html", context)
+
+
+@login_required
+@require_POST
+def webhook_test(request: HttpRequest) -> HttpResponse:
+    channel = get_object_or_404(WebhookChannel, user=request.user)
+    result = services.webhook_test_send(channel=channel)
+    if result.ok:
+        messages.success(request, f"Test message delivered ({result.status}).")
+    else:
+        messages.error(request, f"The test message did not go through: {result.status}")
+    return redirect("accounts:webhook")
+
+
+@login_required
+@require_POST
+def webhook_delete(request: HttpRequest) -> HttpResponse:
+    channel = get_object_or_404(WebhookChannel, user=request.user)
+    services.webhook_delete(channel=channel)
+    messages.info(request, "Webhook removed: alerts go by email and to the bell only.")
+    return redirect("accounts:webhook")
 
 
 @login_required
@@ -300,7 +371,8 @@ def alerts(request: HttpRequest) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 def alert_create(request: HttpRequest, watch_pk: int) -> HttpResponse:
     watch = get_object_or_404(selectors.watchlist_items(user=request.user), pk=watch_pk)
-    form = AlertForm(_posted(request), instance=Alert(watch=watch))
+    defaults = selectors.market_alert_defaults(market=watch.market)
+    form = AlertForm(_posted(request), instance=Alert(watch=watch), defaults=defaults)
     if request.method == "POST" and form.is_valid():
         alert = services.alert_save(alert=form.instance)
         messages.success(request, f"Alert saved: {alert.describe()}.")

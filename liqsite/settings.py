@@ -16,6 +16,8 @@ from bokeh.util.paths import bokehjs_path
 from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 
+from liqsite.assets import static_headers
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
@@ -130,6 +132,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "accounts.timezones.TimeZoneMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
@@ -151,6 +154,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "liqsite.context_processors.site",
+                "accounts.timezones.time_zone_context",
             ],
         },
     }
@@ -346,6 +350,7 @@ WHITENOISE_USE_FINDERS = not LIQSITE_PRODUCTION
 if WHITENOISE_USE_FINDERS:  # files come from the finders; STATIC_ROOT exists after collectstatic
     warnings.filterwarnings("ignore", message="No directory at: ", category=UserWarning)
 WHITENOISE_MAX_AGE = 3600
+WHITENOISE_ADD_HEADERS_FUNCTION = static_headers
 
 # HTTPS-only in production (DEBUG=0); each switch can be turned off for plain HTTP behind a TLS
 # proxy.
@@ -425,3 +430,15 @@ LIQSITE_DEFAULT_WINDOW = "7d"
 LIQSITE_MAX_COLUMNS = envint("LIQSITE_MAX_COLUMNS", 500, minimum=10)
 LIQSITE_STALE_AFTER_SECONDS = envint("LIQSITE_STALE_AFTER_SECONDS", 900, minimum=60)
 LIQSITE_REFRESH_SECONDS = envint("LIQSITE_REFRESH_SECONDS", 15, minimum=1)
+# Alert delivery by webhook (docs/webhooks.md): seconds before a delivery gives up; whether user
+# webhook URLs may point at private or loopback addresses (off: only public hosts); Telegram's
+# bot API address (tests point it at a local fake server).
+LIQSITE_WEBHOOK_TIMEOUT = envint("LIQSITE_WEBHOOK_TIMEOUT", 5, minimum=1)
+LIQSITE_WEBHOOK_ALLOW_PRIVATE = envbool("LIQSITE_WEBHOOK_ALLOW_PRIVATE", False)
+LIQSITE_TELEGRAM_API_URL = envurl("LIQSITE_TELEGRAM_API_URL", {"http", "https"}) or (
+    "https://api.telegram.org"
+)
+# The embedded default (no REDIS_URL): `manage.py serve` (make run) runs an in-process scheduler
+# every LIQSITE_SCHEDULER_SECONDS that rolls the demo forward, ingests tracked markets, recomputes
+# the maps and checks alerts. 0 turns it off.
+LIQSITE_SCHEDULER_SECONDS = envint("LIQSITE_SCHEDULER_SECONDS", 60, minimum=0)

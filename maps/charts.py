@@ -1,14 +1,21 @@
-"""The pages' Bokeh charts, and the shaping of a result's arrays for them.
+"""The pages' charts: a result's arrays shaped for drawing, the chart JSON, and the page figures.
 
-The pages draw the stored numbers with three changes, all made here and described in docs/api.md:
-- price crop: only the bins from `CROP_PCT` below the lowest close of the window to `CROP_PCT`
-  above the highest are drawn (the API serves the whole grid);
+The pages draw the stored numbers with these changes, all made here and described in docs/api.md:
+- price crop: only the bins from `CROP_PCT` below the window's lowest low to `CROP_PCT` above its
+  highest high are drawn, widened to take in every cluster within `MAX_CROP_PCT` of the last close
+  (the API serves the whole grid); the charts open framed on the window's range (`fit_range`);
 - rows: when more than `MAX_ROWS` bins remain, runs of k adjacent bins are summed into one row;
 - columns: at most `MAX_COLUMNS` heatmap columns, every k-th counted back from the last (each
   column is the state after its step, so the kept ones are exact), and estimated liquidations
-  summed into at most `MAX_LIQ_BARS` time buckets.
-Heatmap values travel as float32 binary buffers inside Bokeh's JSON, gzip-compressed once and
-cached by snapshot version.
+  summed into at most `MAX_LIQ_BARS` time buckets;
+- candles: the bars resampled to the first interval of `CANDLE_INTERVALS_MS` giving at most
+  `MAX_CANDLES` candles over the window;
+- real liquidations: summed per candle and price row into markers, of which the `MAX_MARKERS`
+  largest holding at least `MIN_MARKER_SHARE` of the largest one are drawn; and summed per
+  liquidation bucket beside the estimated ones.
+Heatmap values travel as float32 binary buffers inside Bokeh's JSON (empty cells as NaN, the long
+share of each cell as a byte), gzip-compressed once and cached by snapshot version. The figures
+themselves are drawn by `maps.figures`.
 """
 
 from __future__ import annotations
@@ -17,89 +24,96 @@ import gzip
 import json
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 import numpy as np
-from bokeh.embed import json_item
-from bokeh.layouts import column, row
-from bokeh.models import (
-    ColorBar,
-    ColumnDataSource,
-    CustomJSHover,
-    CustomJSTickFormatter,
-    HoverTool,
-    InlineStyleSheet,
-    LinearAxis,
-    LogColorMapper,
-    LogTicker,
-    Range1d,
-    Spacer,
-    Span,
-)
-from bokeh.palettes import Inferno256
-from bokeh.plotting import figure
 from django.core.cache import cache
 
-from maps.engine.types import Result
+from maps.engine.types import Bars, Events, Result
 
 T = TypeVar("T")
-CHARTS_VERSION = 2
+CHARTS_VERSION = 3
 CROP_PCT = 0.12
+MAX_CROP_PCT = 0.35
+FIT_MARGIN = 0.15
+FIT_MIN_PCT = 0.006
 MAX_ROWS = 360
 MAX_COLUMNS = 300
 MAX_LIQ_BARS = 240
-MAX_PRICE_POINTS = 1500
+MAX_CANDLES = 240
+MAX_MARKERS = 120
+MIN_MARKER_SHARE = 0.01
+CANDLE_INTERVALS_MS = tuple(
+    minutes * 60_000 for minutes in (5, 15, 30, 60, 120, 240, 360, 720, 1440, 2880)
+)
 LOW_PERCENTILE = 40.0
 HIGH_PERCENTILE = 99.7
-MAP_WIDTH = 340
-NARROW_PX = 720
+TICK_MANTISSAS = (1.0, 1.5, 2.0, 3.0, 5.0, 7.0)
+MAX_COLOUR_TICKS = 8
 CACHE_SECONDS = 900
 SIDES = ("both", "long", "short")
 
-BG = "#0b0f17"
-PANEL = "#0f1420"
-GRID = "#1b2231"
-AXIS = "#8a94a6"
-TEXT = "#c9d1dc"
-PRICE = "#e8edf5"
-LONG = "#22c3b5"
-SHORT = "#f0506e"
-LONG_TIERS = ("#0d5f5a", "#12807a", "#19a399", "#2bc4b8", "#7fe3da")
-SHORT_TIERS = ("#7a1f33", "#a32a45", "#c93a58", "#ec5a76", "#f79aab")
 
-USD_HOVER = """
-const v = Math.abs(value);
-const sign = value < 0 ? '-' : '';
-if (v >= 1e9) return sign + '$' + (v / 1e9).toFixed(2) + 'B';
-if (v >= 1e6) return sign + '$' + (v / 1e6).toFixed(2) + 'M';
-if (v >= 1e3) return sign + '$' + (v / 1e3).toFixed(1) + 'K';
-return sign + '$' + v.toFixed(0);
-"""
-USD_TICKS = """
-const v = Math.abs(tick);
-if (v >= 1e9) return '$' + (v / 1e9).toFixed(v >= 1e10 ? 0 : 1) + 'B';
-if (v >= 1e6) return '$' + (v / 1e6).toFixed(v >= 1e7 ? 0 : 1) + 'M';
-if (v >= 1e3) return '$' + (v / 1e3).toFixed(0) + 'K';
-return '$' + v.toFixed(0);
-"""
+@dataclass(frozen=True)
+class Candles:
+    """OHLC and volume per period: open times (ms), prices, and volume in USD."""
+
+    times: np.ndarray
+    open: np.ndarray
+    high: np.ndarray
+    low: np.ndarray
+    close: np.ndarray
+    volume_usd: np.ndarray
+    interval_ms: int
+
+    @classmethod
+    def empty(cls, interval_ms: int = 300_000) -> Candles:
+        none = np.empty(0)
+        return cls(np.empty(0, dtype=np.int64), none, none, none, none, none, interval_ms)
+
+    @classmethod
+    def from_bars(cls, bars: Bars, step_ms: int) -> Candles:
+        return cls(
+            bars.ts.astype(np.int64),
+            bars.open,
+            bars.high,
+            bars.low,
+            bars.close,
+            bars.volume * bars.close,
+            step_ms,
+        )
+
+    def __len__(self) -> int:
+        return len(self.times)
 
 
 @dataclass(frozen=True)
-class PriceLine:
-    """Closes at the end of each step: times (ms) and prices."""
+class Markers:
+    """Real liquidations summed per (candle, price row, side): where and how much."""
 
     times: np.ndarray
-    closes: np.ndarray
+    prices: np.ndarray
+    notional: np.ndarray
+    is_long: np.ndarray
+    counts: np.ndarray
 
     @classmethod
-    def empty(cls) -> PriceLine:
-        return cls(np.empty(0, dtype=np.int64), np.empty(0))
+    def empty(cls) -> Markers:
+        none = np.empty(0)
+        return cls(np.empty(0, dtype=np.int64), none, none, np.empty(0, dtype=bool), none)
+
+    def __len__(self) -> int:
+        return len(self.times)
 
 
 @dataclass(frozen=True)
 class PlotData:
-    """What the charts draw: cropped, merged and thinned arrays (rows = price, low to high)."""
+    """What the charts draw: cropped, merged and thinned arrays (rows = price, low to high).
+
+    `layers` carries the inputs of extra named layers (see `maps.figures.LAYERS`), so a new layer
+    brings its own data without a new field here.
+    """
 
     edges: np.ndarray
     col_times: np.ndarray
@@ -114,20 +128,72 @@ class PlotData:
     liq_width: float
     liq_long: np.ndarray
     liq_short: np.ndarray
-    price: PriceLine
+    real_long: np.ndarray
+    real_short: np.ndarray
+    candles: Candles
+    markers: Markers
     last_close: float
     leverages: tuple[float, ...]
+    fit: tuple[float, float]
+    data_since: int
+    step_ms: int
+    has_real: bool = False
+    layers: dict = field(default_factory=dict)
 
 
-def crop_range(edges: np.ndarray, price: PriceLine, last_close: float) -> tuple[int, int]:
-    """First and one-past-last bin drawn: the closes' range widened by CROP_PCT either side."""
-    low = min(float(price.closes.min()), last_close) if len(price.closes) else last_close
-    high = max(float(price.closes.max()), last_close) if len(price.closes) else last_close
+def candle_interval(step_ms: int, span_ms: int, limit: int = MAX_CANDLES) -> int:
+    """The first candle interval (a whole number of steps) that gives at most `limit` candles."""
+    for interval in CANDLE_INTERVALS_MS:
+        if interval >= step_ms and interval % step_ms == 0 and span_ms / interval <= limit:
+            return interval
+    return max(step_ms, CANDLE_INTERVALS_MS[-1] // step_ms * step_ms)
+
+
+def resample_candles(candles: Candles, interval_ms: int) -> Candles:
+    """OHLC and summed volume per `interval_ms` period (aligned on UTC multiples of it)."""
+    if not len(candles) or interval_ms <= candles.interval_ms:
+        return candles
+    period = candles.times // interval_ms
+    starts = np.flatnonzero(np.r_[True, period[1:] != period[:-1]])
+    ends = np.r_[starts[1:], len(period)] - 1
+    return Candles(
+        times=period[starts] * interval_ms,
+        open=candles.open[starts],
+        high=np.maximum.reduceat(candles.high, starts),
+        low=np.minimum.reduceat(candles.low, starts),
+        close=candles.close[ends],
+        volume_usd=np.add.reduceat(candles.volume_usd, starts),
+        interval_ms=interval_ms,
+    )
+
+
+def crop_range(
+    edges: np.ndarray, candles: Candles, last_close: float, clusters: list[dict] = ()
+) -> tuple[int, int]:
+    """First and one-past-last bin drawn: the window's low-high range widened by CROP_PCT either
+    side, and widened again to every cluster lying within MAX_CROP_PCT of the last close."""
+    low = min(float(candles.low.min()), last_close) if len(candles) else last_close
+    high = max(float(candles.high.max()), last_close) if len(candles) else last_close
     low, high = low * (1 - CROP_PCT), high * (1 + CROP_PCT)
+    floor, ceiling = last_close * (1 - MAX_CROP_PCT), last_close * (1 + MAX_CROP_PCT)
+    for cluster in clusters:
+        if cluster["price_low"] >= floor:
+            low = min(low, float(cluster["price_low"]))
+        if cluster["price_high"] <= ceiling:
+            high = max(high, float(cluster["price_high"]))
     bins = len(edges) - 1
     first = int(np.clip(np.searchsorted(edges, low, side="right") - 1, 0, bins - 1))
     stop = int(np.clip(np.searchsorted(edges, high, side="left"), first + 1, bins))
     return first, stop
+
+
+def fit_range(candles: Candles, last_close: float) -> tuple[float, float]:
+    """The price range the charts open on: the window's low to high plus a margin of FIT_MARGIN
+    of that range (at least FIT_MIN_PCT of the price) either side."""
+    low = min(float(candles.low.min()), last_close) if len(candles) else last_close
+    high = max(float(candles.high.max()), last_close) if len(candles) else last_close
+    margin = max((high - low) * FIT_MARGIN, last_close * FIT_MIN_PCT)
+    return low - margin, high + margin
 
 
 def merge_factor(rows: int, limit: int) -> int:
@@ -165,11 +231,80 @@ def bucket_sums(values: np.ndarray, limit: int) -> tuple[np.ndarray, int]:
     return padded.reshape(-1, k).sum(1), k
 
 
-def plot_data(result: Result, price: PriceLine) -> PlotData:
-    """Shape a result (one market's, or a coin's aggregate) for drawing."""
-    first, stop = crop_range(result.edges, price, result.last_close)
+def events_in(events: Events | None, start: int, end: int) -> Events:
+    """The events with start <= time < end (none when `events` is None)."""
+    if events is None:
+        none = np.empty(0)
+        return Events(np.empty(0, dtype=np.int64), np.empty(0, dtype=bool), none, none)
+    keep = (events.time >= start) & (events.time < end)
+    return Events(
+        events.time[keep], events.is_long[keep], events.price[keep], events.notional[keep]
+    )
+
+
+def real_buckets(events: Events, starts: np.ndarray, width: float) -> tuple[np.ndarray, np.ndarray]:
+    """Real liquidated notional per bucket [start, start + width), long and short."""
+    n = len(starts)
+    if not n or not len(events):
+        return np.zeros(n), np.zeros(n)
+    at = np.searchsorted(starts, events.time, side="right") - 1
+    inside = (at >= 0) & (events.time < starts[np.maximum(at, 0)] + width)
+    out = []
+    for side in (events.is_long, ~events.is_long):
+        mask = inside & side
+        out.append(np.bincount(at[mask], weights=events.notional[mask], minlength=n))
+    return out[0], out[1]
+
+
+def real_markers(
+    events: Events, interval_ms: int, edges: np.ndarray, limit: int = MAX_MARKERS
+) -> Markers:
+    """The events summed per (period of `interval_ms`, price row of `edges`, side): the
+    notional-weighted mean price, the sum and the count; the `limit` largest holding at least
+    MIN_MARKER_SHARE of the largest, in time order. Times are the periods' middles."""
+    rows = len(edges) - 1
+    row = np.searchsorted(edges, events.price, side="right") - 1
+    keep = (row >= 0) & (row < rows) & (events.notional > 0)
+    if not keep.any():
+        return Markers.empty()
+    period = events.time[keep] // interval_ms
+    key = (period * rows + row[keep]) * 2 + events.is_long[keep]
+    groups, inverse = np.unique(key, return_inverse=True)
+    notional = events.notional[keep]
+    sums = np.bincount(inverse, weights=notional)
+    prices = np.bincount(inverse, weights=notional * events.price[keep]) / sums
+    counts = np.bincount(inverse)
+    top = np.argsort(-sums, kind="stable")[:limit]
+    top = np.sort(top[sums[top] >= MIN_MARKER_SHARE * sums.max()])
+    return Markers(
+        times=(groups[top] // 2 // rows) * interval_ms + interval_ms // 2,
+        prices=prices[top],
+        notional=sums[top],
+        is_long=(groups[top] % 2).astype(bool),
+        counts=counts[top].astype(float),
+    )
+
+
+def window_start_ms(result: Result) -> int:
+    """The open time of the first modelled step (the first step of the data the window holds)."""
+    start = result.report.get("window_start")
+    if start is not None:
+        return int(start)
+    return int(result.heat_times[0]) if len(result.heat_times) else int(result.as_of)
+
+
+def plot_data(
+    result: Result, candles: Candles, events: Events | None = None, layers: dict | None = None
+) -> PlotData:
+    """Shape a result (one market's, or a coin's aggregate) and its candles and real
+    liquidations for drawing."""
+    since = window_start_ms(result)
+    end = int(result.as_of) + result.step_ms
+    candles = resample_candles(candles, candle_interval(result.step_ms, end - since))
+    first, stop = crop_range(result.edges, candles, result.last_close, result.clusters)
     edges = result.edges[first : stop + 1]
     k = merge_factor(stop - first, MAX_ROWS)
+    drawn = merged_edges(edges, k)
     cols = thin_indices(len(result.heat_times), MAX_COLUMNS)
     times = result.heat_times[cols] + result.step_ms
     col_width = float(np.median(np.diff(times))) if len(times) > 1 else float(result.step_ms)
@@ -180,9 +315,12 @@ def plot_data(result: Result, price: PriceLine) -> PlotData:
     liq_long, step_k = bucket_sums(result.liq_long.sum(1), MAX_LIQ_BARS)
     liq_short, _ = bucket_sums(result.liq_short.sum(1), MAX_LIQ_BARS)
     last_liq = int(result.liq_times[-1]) if len(result.liq_times) else int(result.as_of)
+    liq_width = float(result.step_ms * step_k)
     liq_times = last_liq - result.step_ms * step_k * np.arange(len(liq_long) - 1, -1, -1)
+    real = events_in(events, since, end)
+    real_long, real_short = real_buckets(real, liq_times, liq_width)
     return PlotData(
-        edges=merged_edges(edges, k),
+        edges=drawn,
         col_times=times,
         col_width=col_width,
         heat_long=merge_rows(result.heat_long[cols, first:stop], k).T.astype(np.float32),
@@ -192,18 +330,40 @@ def plot_data(result: Result, price: PriceLine) -> PlotData:
         cum_long=cum_long,
         cum_short=cum_short,
         liq_times=liq_times,
-        liq_width=float(result.step_ms * step_k),
+        liq_width=liq_width,
         liq_long=liq_long,
         liq_short=liq_short,
-        price=thin_price(price),
+        real_long=real_long,
+        real_short=real_short,
+        candles=candles,
+        markers=real_markers(real, candles.interval_ms, drawn),
         last_close=float(result.last_close),
         leverages=tuple(float(t.leverage) for t in result.params.tiers),
+        fit=fit_range(candles, float(result.last_close)),
+        data_since=since,
+        step_ms=int(result.step_ms),
+        has_real=events is not None and len(events) > 0,
+        layers=dict(layers or {}),
     )
 
 
-def thin_price(price: PriceLine) -> PriceLine:
-    keep = thin_indices(len(price.times), MAX_PRICE_POINTS)
-    return PriceLine(price.times[keep], price.closes[keep])
+def heat_values(data: PlotData, side: str) -> np.ndarray:
+    """The heatmap cells of one side or both, empty cells as NaN (drawn as "nothing")."""
+    if side == "long":
+        values = data.heat_long.copy()
+    elif side == "short":
+        values = data.heat_short.copy()
+    else:
+        values = data.heat_long + data.heat_short
+    values[values <= 0] = np.nan
+    return values
+
+
+def long_share(data: PlotData) -> np.ndarray:
+    """Each cell's long share of its notional as a byte (0: all shorts, 255: all longs)."""
+    total = data.heat_long.astype(np.float64) + data.heat_short
+    share = np.divide(data.heat_long, total, out=np.zeros(total.shape), where=total > 0)
+    return np.round(share * 255).astype(np.uint8)
 
 
 def colour_limits(values: np.ndarray) -> tuple[float, float]:
@@ -218,296 +378,46 @@ def colour_limits(values: np.ndarray) -> tuple[float, float]:
     return max(float(low), high / 1e5), high
 
 
-def price_format(last_close: float) -> str:
-    """A Bokeh number format with sensible decimals for this price level."""
-    if last_close >= 1000:
-        return "0,0"
+def colour_ticks(low: float, high: float) -> list[float]:
+    """Round values (1, 1.5, 2, 3, 5, 7 x 10^n) across [low, high], at most MAX_COLOUR_TICKS and
+    spread evenly on the log scale; `static/js/charts.js` does the same when the sensitivity
+    changes."""
+    if not (low > 0 and high > low):
+        return []
+    first, last = math.floor(math.log10(low)), math.ceil(math.log10(high))
+    values = [m * 10.0**e for e in range(first, last + 1) for m in TICK_MANTISSAS]
+    inside = [v for v in values if low <= v <= high]
+    if len(inside) <= MAX_COLOUR_TICKS:
+        return inside
+    picks = np.linspace(0, len(inside) - 1, MAX_COLOUR_TICKS).round().astype(int)
+    return [inside[i] for i in sorted(set(picks.tolist()))]
+
+
+def price_decimals(last_close: float) -> int:
+    """Decimals that suit this price level (as `maps.formatting.price` writes it)."""
+    if last_close >= 10_000:
+        return 1
     if last_close >= 10:
-        return "0,0.00"
+        return 2
     if last_close >= 0.1:
-        return "0.0000"
-    return "0.00000000"
+        return 4
+    return 8
 
 
-def _style(fig) -> None:
-    fig.title.text_color = TEXT
-    fig.title.text_font_size = "12px"
-    fig.title.text_font_style = "normal"
-    fig.background_fill_color = PANEL
-    fig.border_fill_color = BG
-    fig.outline_line_color = None
-    fig.min_border_left = 72
-    fig.min_border_right = 12
-    for axis in (*fig.xaxis, *fig.yaxis):
-        axis.axis_line_color = GRID
-        axis.major_tick_line_color = GRID
-        axis.minor_tick_line_color = None
-        axis.major_label_text_color = AXIS
-        axis.major_label_text_font_size = "11px"
-        axis.axis_label_text_color = AXIS
-        axis.axis_label_text_font_style = "normal"
-    fig.grid.grid_line_color = GRID
-    fig.grid.grid_line_alpha = 0.6
-    fig.toolbar.logo = None
-    fig.toolbar.autohide = True
-
-
-def heat_values(data: PlotData, side: str) -> np.ndarray:
-    if side == "long":
-        return data.heat_long
-    if side == "short":
-        return data.heat_short
-    return data.heat_long + data.heat_short
-
-
-def heatmap_figure(data: PlotData, side: str, title: str):
-    """Price (vertical) by time: the active notional per bin after each column's step."""
-    values = heat_values(data, side)
-    low, high = colour_limits(values)
-    mapper = LogColorMapper(palette=Inferno256, low=low, high=high, nan_color=BG)
-    x0 = float(data.col_times[0] - data.col_width) if len(data.col_times) else 0.0
-    x1 = float(data.col_times[-1]) if len(data.col_times) else 1.0
-    y0, y1 = float(data.edges[0]), float(data.edges[-1])
-    fig = figure(
-        x_axis_type="datetime",
-        x_range=Range1d(x0, x1, bounds=(x0, x1)),
-        y_range=Range1d(y0, y1, bounds=(y0, y1)),
-        height=520,
-        sizing_mode="stretch_width",
-        tools="pan,box_zoom,wheel_zoom,reset,save",
-        toolbar_location="above",
-        title=title,
-    )
-    source = ColumnDataSource(
-        {"image": [values], "x": [x0], "y": [y0], "dw": [x1 - x0], "dh": [y1 - y0]}
-    )
-    image = fig.image(
-        image="image", x="x", y="y", dw="dw", dh="dh", color_mapper=mapper, source=source
-    )
-    fmt = price_format(data.last_close)
-    fig.add_tools(
-        HoverTool(
-            renderers=[image],
-            tooltips=[
-                ("time", "$x{%Y-%m-%d %H:%M} UTC"),
-                ("price", f"$y{{{fmt}}}"),
-                ("notional", "@image{usd}"),
-            ],
-            formatters={"$x": "datetime", "@image": CustomJSHover(code=USD_HOVER)},
-        )
-    )
-    if len(data.price.times):
-        line = ColumnDataSource({"t": data.price.times + 0.0, "close": data.price.closes})
-        fig.line("t", "close", source=line, color=PRICE, line_width=1.4, alpha=0.9)
-    fig.add_layout(_price_span(data.last_close))
-    bar = ColorBar(
-        color_mapper=mapper,
-        ticker=LogTicker(desired_num_ticks=6),
-        formatter=CustomJSTickFormatter(code=USD_TICKS),
-        orientation="horizontal",
-        height=8,
-        padding=4,
-        major_label_text_color=AXIS,
-        major_label_text_font_size="10px",
-        background_fill_color=BG,
-        bar_line_color=None,
-        major_tick_line_color=None,
-    )
-    fig.add_layout(bar, "below")
-    fig.yaxis.formatter = CustomJSTickFormatter(code=_price_ticks(fmt))
-    _style(fig)
-    return fig
-
-
-def _price_ticks(fmt: str) -> str:
-    decimals = len(fmt.split(".")[1]) if "." in fmt else 0
-    return f"return tick.toLocaleString('en-US', {{maximumFractionDigits: {decimals}}});"
-
-
-def _price_span(price: float) -> Span:
-    return Span(
-        location=price,
-        dimension="width",
-        line_color=PRICE,
-        line_dash="dashed",
-        line_width=1,
-        line_alpha=0.7,
-    )
-
-
-def map_figure(data: PlotData, side: str, y_range):
-    """Notional per price row stacked by tier (longs left, shorts right), cumulative curves on
-    the top axis, the current price marked."""
-    centres = (data.edges[:-1] + data.edges[1:]) / 2
-    height = float(data.edges[1] - data.edges[0]) * 0.92
-    tiers = [f"{lev:g}x" for lev in data.leverages]
-    columns: dict = {"y": centres, "lt": data.map_long.sum(0), "st": data.map_short.sum(0)}
-    for k in range(len(tiers)):
-        columns[f"l{k}"] = -data.map_long[k] if side != "short" else 0 * data.map_long[k]
-        columns[f"s{k}"] = data.map_short[k] if side != "long" else 0 * data.map_short[k]
-    source = ColumnDataSource(columns)
-    reach = max(float(columns["lt"].max(initial=0)), float(columns["st"].max(initial=0)), 1.0)
-    fig = figure(
-        width=MAP_WIDTH,
-        height=520,
-        x_range=Range1d(-reach * 1.08, reach * 1.08),
-        y_range=y_range,
-        tools="",
-        toolbar_location=None,
-        title="Liquidation map · longs ◀ ▶ shorts",
-    )
-    fig.hbar_stack(
-        [f"l{k}" for k in range(len(tiers))],
-        y="y",
-        height=height,
-        color=_ramp(LONG_TIERS, len(tiers)),
-        source=source,
-        line_color=None,
-    )
-    fig.hbar_stack(
-        [f"s{k}" for k in range(len(tiers))],
-        y="y",
-        height=height,
-        color=_ramp(SHORT_TIERS, len(tiers)),
-        source=source,
-        line_color=None,
-    )
-    _cumulative_curves(fig, data, side, centres)
-    fig.add_layout(_price_span(data.last_close))
-    rows = fig.hbar(
-        y="y",
-        height=height * 1.08,
-        left=-reach * 1.08,
-        right=reach * 1.08,
-        source=source,
-        fill_alpha=0,
-        line_alpha=0,
-        hover_fill_color=TEXT,
-        hover_fill_alpha=0.08,
-    )
-    fmt = price_format(data.last_close)
-    usd_hover = CustomJSHover(code=USD_HOVER)
-    fig.add_tools(
-        HoverTool(
-            renderers=[rows],
-            tooltips=[
-                ("price", f"@y{{{fmt}}}"),
-                ("longs", "@lt{usd}"),
-                ("shorts", "@st{usd}"),
-            ],
-            formatters={"@lt": usd_hover, "@st": usd_hover},
-        )
-    )
-    fig.xaxis.formatter = CustomJSTickFormatter(code=USD_TICKS)
-    fig.yaxis.visible = False
-    _style(fig)
-    fig.min_border_left = 8
-    return fig
-
-
-def _ramp(colours: tuple[str, ...], count: int) -> list[str]:
-    picks = np.linspace(0, len(colours) - 1, count).round().astype(int) if count > 1 else [2]
-    return [colours[i] for i in picks]
-
-
-def _cumulative_curves(fig, data: PlotData, side: str, centres: np.ndarray) -> None:
-    cmax = max(float(data.cum_long.max(initial=0)), float(data.cum_short.max(initial=0)), 1.0)
-    fig.extra_x_ranges = {"cum": Range1d(-cmax * 1.05, cmax * 1.05)}
-    axis = LinearAxis(x_range_name="cum", formatter=CustomJSTickFormatter(code=USD_TICKS))
-    fig.add_layout(axis, "above")
-    if side != "short":
-        fig.line(-data.cum_long, centres, x_range_name="cum", color=LONG, line_width=1.6)
-    if side != "long":
-        fig.line(data.cum_short, centres, x_range_name="cum", color=SHORT, line_width=1.6)
-
-
-def liquidations_figure(data: PlotData, x_range):
-    """Estimated liquidations per time bucket: longs down, shorts up."""
-    source = ColumnDataSource(
-        {
-            "t": data.liq_times + data.liq_width / 2,
-            "start": data.liq_times + 0.0,
-            "long": -data.liq_long,
-            "short": data.liq_short,
-            "lu": data.liq_long,
-        }
-    )
-    reach = max(float(data.liq_long.max(initial=0)), float(data.liq_short.max(initial=0)), 1.0)
-    fig = figure(
-        x_axis_type="datetime",
-        x_range=x_range,
-        y_range=Range1d(-reach * 1.1, reach * 1.1),
-        height=150,
-        sizing_mode="stretch_width",
-        tools="",
-        toolbar_location=None,
-        title="Estimated liquidations (longs ▼ shorts ▲)",
-    )
-    width = data.liq_width * 0.85
-    fig.vbar(x="t", top="long", width=width, source=source, color=LONG, line_color=None)
-    fig.vbar(x="t", top="short", width=width, source=source, color=SHORT, line_color=None)
-    columns = fig.vbar(
-        x="t",
-        bottom=-reach * 1.1,
-        top=reach * 1.1,
-        width=data.liq_width,
-        source=source,
-        fill_alpha=0,
-        line_alpha=0,
-        hover_fill_color=TEXT,
-        hover_fill_alpha=0.08,
-    )
-    usd_hover = CustomJSHover(code=USD_HOVER)
-    fig.add_tools(
-        HoverTool(
-            renderers=[columns],
-            tooltips=[
-                ("from", "@start{%Y-%m-%d %H:%M} UTC"),
-                ("span", _span_label(data.liq_width)),
-                ("longs", "@lu{usd}"),
-                ("shorts", "@short{usd}"),
-            ],
-            formatters={"@start": "datetime", "@lu": usd_hover, "@short": usd_hover},
-        )
-    )
-    fig.yaxis.formatter = CustomJSTickFormatter(code=USD_TICKS)
-    fig.yaxis.ticker.desired_num_ticks = 3
-    _style(fig)
-    return fig
-
-
-def _span_label(ms: float) -> str:
-    minutes = int(ms // 60_000)
-    return f"{minutes} min" if minutes < 120 else f"{minutes / 60:g} h"
-
-
-NARROW_CSS = (
-    f"@media (max-width: {NARROW_PX}px) {{ :host {{ flex-wrap: wrap !important; }} "
-    ":host > .chart-wide { flex-basis: 100% !important; } "
-    ":host > .chart-spacer { display: none !important; } }"
-)
-
-
-def chart_layout(data: PlotData, side: str, title: str):
-    """The heatmap with the map at its right and the liquidations below; on a narrow screen the
-    rows wrap, so the heatmap takes the whole width and the map comes under it."""
-    heat = heatmap_figure(data, side, title)
-    liq = liquidations_figure(data, heat.x_range)
-    side_map = map_figure(data, side, heat.y_range)
-    spacer = Spacer(width=MAP_WIDTH, height=liq.height, css_classes=["chart-spacer"])
-    heat.css_classes = ["chart-wide"]
-    liq.css_classes = ["chart-wide"]
-    wrap = InlineStyleSheet(css=NARROW_CSS)
-    return column(
-        row(heat, side_map, sizing_mode="stretch_width", stylesheets=[wrap]),
-        row(liq, spacer, sizing_mode="stretch_width", stylesheets=[wrap]),
-        sizing_mode="stretch_width",
-    )
-
-
-def chart_json(result: Result, price: PriceLine, side: str, title: str) -> bytes:
+def chart_json(
+    result: Result,
+    candles: Candles,
+    side: str,
+    title: str,
+    events: Events | None = None,
+    layers: dict | None = None,
+) -> bytes:
     """The charts as Bokeh's embed JSON (json_item), gzip-compressed."""
-    layout = chart_layout(plot_data(result, price), side, title)
+    from bokeh.embed import json_item
+
+    from maps.figures import chart_document
+
+    layout = chart_document(plot_data(result, candles, events, layers), side, title)
     text = json.dumps(json_item(layout), separators=(",", ":"))
     return gzip.compress(text.encode(), compresslevel=6)
 
@@ -520,19 +430,39 @@ class StepLiquidation:
 
 
 @dataclass(frozen=True)
+class RealLiquidation:
+    """One real liquidation order, as the feed lists it."""
+
+    time_ms: int
+    side: str
+    price: float
+    notional: float
+
+
+@dataclass(frozen=True)
 class Summary:
-    """Figures for the page's text: totals and the largest estimated liquidation steps."""
+    """Figures for the page's text: totals and the largest estimated liquidation steps, and the
+    real liquidations reported over the same window."""
 
     active_long: float
     active_short: float
     liquidated_long: float
     liquidated_short: float
     largest_steps: tuple[StepLiquidation, ...]
+    real_long: float = 0.0
+    real_short: float = 0.0
+    real_count: int = 0
+    largest_real: tuple[RealLiquidation, ...] = ()
+
+    @property
+    def has_real(self) -> bool:
+        return self.real_count > 0
 
 
-def result_summary(result: Result, top: int = 6) -> Summary:
+def result_summary(result: Result, top: int = 6, events: Events | None = None) -> Summary:
     """Active notional per side now, liquidated over the window, and the `top` steps with the
-    largest estimated liquidations (newest first)."""
+    largest estimated liquidations (newest first); with `events`, the real liquidations over the
+    window's steps: totals per side and the 10 largest orders (newest first)."""
     long = result.liq_long.sum(1)
     short = result.liq_short.sum(1)
     total = long + short
@@ -542,12 +472,33 @@ def result_summary(result: Result, top: int = 6) -> Summary:
     steps = tuple(
         StepLiquidation(int(result.liq_times[i]), float(long[i]), float(short[i])) for i in order
     )
+    start = int(result.liq_times[0]) if len(result.liq_times) else window_start_ms(result)
+    real = events_in(events, start, int(result.as_of) + result.step_ms)
     return Summary(
         active_long=float(result.map_long.sum()),
         active_short=float(result.map_short.sum()),
         liquidated_long=float(long.sum()),
         liquidated_short=float(short.sum()),
         largest_steps=steps,
+        real_long=float(real.notional[real.is_long].sum()),
+        real_short=float(real.notional[~real.is_long].sum()),
+        real_count=len(real),
+        largest_real=largest_real(real, 10),
+    )
+
+
+def largest_real(events: Events, top: int) -> tuple[RealLiquidation, ...]:
+    """The `top` largest orders by notional, newest first."""
+    order = np.argsort(-events.notional, kind="stable")[:top]
+    order = order[np.argsort(-events.time[order], kind="stable")]
+    return tuple(
+        RealLiquidation(
+            int(events.time[i]),
+            "long" if events.is_long[i] else "short",
+            float(events.price[i]),
+            float(events.notional[i]),
+        )
+        for i in order
     )
 
 

@@ -107,3 +107,14 @@ def minutes_in_words(value: int) -> str:
     if rest or not hours:
         parts.append(f"{rest} minute{'s' if rest != 1 else ''}")
     return " ".join(parts)
+
+
+def factor(value: float | None) -> str:
+    """A multiplier after a times sign: two decimals from 1 up (1.80), else three significant
+    digits (0.00237)."""
+    if value is None:
+        return MISSING
+    value = float(value)
+    if value == 0 or abs(value) >= 1:
+        return f"\u00d7{value:.2f}"
+    return f"\u00d7{value:.3g}"

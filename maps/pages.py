@@ -17,19 +17,24 @@ from urllib.parse import urlencode
 from django.conf import settings
 from django.http import Http404, HttpRequest, HttpResponse
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.cache import get_conditional_response, patch_cache_control, patch_vary_headers
 from django.utils.http import http_date, quote_etag
 
 from maps import charts
-from maps.models import MapSnapshot, Market, ms_to_datetime
+from maps.engine.clusters import MIN_DISTANCE_PCT, distance_pct, magnet_score
+from maps.engine.types import Events
+from maps.models import WINDOWS, MapSnapshot, Market, ms_to_datetime
 from maps.selectors import (
     Freshness,
     coin_bases,
+    coin_events_arrays,
     market_bars_arrays,
     market_by_slugs,
     market_by_symbol,
     market_latest_calibration,
     market_snapshot_light,
+    market_windows_start,
     markets_for_listing,
     snapshot_freshness,
     snapshots_for_listing,
@@ -159,15 +164,58 @@ def coins_context() -> dict:
     return {"coins": coin_bases()}
 
 
-def window_links(path: str, current: str, extra: dict) -> list[dict]:
+def window_links(path: str, current: str, extra: dict, coverage: dict | None = None) -> list[dict]:
+    """The window selector's links; with `coverage` (window -> Coverage), a window longer than
+    its data says so."""
+    coverage = coverage or {}
     return [
         {
             "window": w,
             "url": f"{path}?{urlencode({'window': w, **extra})}",
             "current": w == current,
+            "short": coverage.get(w),
         }
         for w in settings.LIQSITE_WINDOWS
     ]
+
+
+@dataclass(frozen=True)
+class Coverage:
+    """A window longer than its data: the data starts at `since`, `days` after the window's."""
+
+    since: datetime
+    held_days: float
+    window: str
+
+
+def snapshot_coverage(snapshot: MapSnapshot | None, step_ms: int) -> Coverage | None:
+    """None when the snapshot's data fills its window, else when its data starts."""
+    if snapshot is None:
+        return None
+    start = snapshot.report.get("window_start")
+    return window_coverage(snapshot.window, snapshot.as_of, start, step_ms)
+
+
+def window_coverage(
+    window: str, as_of: datetime, start: int | str | None, step_ms: int
+) -> Coverage | None:
+    """None when data starting at `start` (ms) fills the window ending with the step `as_of`."""
+    if start is None:
+        return None
+    end = int(as_of.timestamp() * 1000) + step_ms
+    if int(start) <= end - WINDOWS[window] + step_ms:
+        return None
+    return Coverage(ms_to_datetime(int(start)), (end - int(start)) / 86_400_000, window)
+
+
+def market_coverage(market: Market) -> dict[str, Coverage]:
+    """Per window, the coverage of the market's snapshot when its data is shorter."""
+    out = {}
+    for row in market_windows_start(market=market):
+        coverage = window_coverage(row["window"], row["as_of"], row["window_start"], market.step_ms)
+        if coverage is not None:
+            out[row["window"]] = coverage
+    return out
 
 
 def side_links(path: str, window: str, current: str) -> list[dict]:
@@ -207,13 +255,15 @@ def pair_title(market: Market, window: str) -> str:
 def pair_view(request: HttpRequest, *, market: Market, window: str, side: str) -> PageView:
     path = market.get_absolute_url()
     query = urlencode({"window": window, "side": side})
+    coverage = market_coverage(market)
     context = {
         "market": market,
         "exchange": market.exchange,
         "window": window,
         "side": side,
-        "window_links": window_links(path, window, {"side": side}),
+        "window_links": window_links(path, window, {"side": side}, coverage),
         "side_links": side_links(path, window, side),
+        "coverage": coverage.get(window),
         "canonical_url": request.build_absolute_uri(f"{path}?{query}"),
         "page_title": pair_title(market, window),
         "meta_description": (
@@ -236,17 +286,20 @@ def pair_view(request: HttpRequest, *, market: Market, window: str, side: str) -
     view.not_modified = not_modified(request, view)
     if view.not_modified is not None:
         return view
-    summary = charts.cached(
-        f"pair:{version}", lambda: charts.result_summary(snapshot_to_result(snapshot))
-    )
+
+    def summary() -> charts.Summary:
+        result = snapshot_to_result(snapshot)
+        return charts.result_summary(result, events=real_events([market.pk], result))
+
     charts_query = urlencode({"window": window, "side": side, "v": charts_version(version)})
     calibration = market_latest_calibration(market=market)
     context.update(
         snapshot=snapshot,
         freshness=view.freshness,
         clusters=side_clusters(snapshot.clusters, side),
-        proximity=snapshot.proximity,
-        summary=summary,
+        ladder=cluster_ladder(side_clusters(snapshot.clusters, side), snapshot.last_close),
+        proximity=proximity_display(snapshot.proximity),
+        summary=charts.cached(f"pair:{version}", summary),
         calibration=calibration,
         calibration_tiers=calibration_tiers(calibration),
         version=version,
@@ -256,6 +309,52 @@ def pair_view(request: HttpRequest, *, market: Market, window: str, side: str) -
         api_urls=api_urls(market, window),
     )
     return view
+
+
+def real_events(market_ids: list[int], result) -> Events:
+    """The real liquidations the markets' exchanges reported over the result's window."""
+    return coin_events_arrays(
+        market_ids=market_ids,
+        start=ms_to_datetime(charts.window_start_ms(result)),
+        end=ms_to_datetime(int(result.as_of) + result.step_ms),
+    )
+
+
+def proximity_display(proximity: dict) -> dict:
+    """The proximity with what the widget states beside the engine's figures: each cluster's
+    peak distance from the close, and the magnet rule's score of each side."""
+    if not proximity:
+        return proximity
+    shown = dict(proximity)
+    close = proximity.get("last_close")
+    for side in ("long", "short"):
+        cluster = proximity.get(side)
+        if cluster is None or not close:
+            continue
+        peak = cluster["peak_price"]
+        shown[side] = dict(
+            cluster,
+            peak_distance_pct=distance_pct(peak, peak, close),
+            abs_distance_pct=abs(cluster["distance_pct"]),
+            score=magnet_score(cluster),
+            floored=abs(cluster["distance_pct"]) < MIN_DISTANCE_PCT,
+        )
+    shown["min_distance_pct"] = MIN_DISTANCE_PCT
+    return shown
+
+
+def cluster_ladder(clusters: list[dict], last_close: float) -> dict:
+    """The clusters as a price ladder: those above the close (highest first), those holding
+    it, and those below (highest first); each with its bar length relative to the largest."""
+    largest = max((c["notional_usd"] for c in clusters), default=0.0) or 1.0
+    rows = [dict(c, bar=c["notional_usd"] / largest) for c in clusters]
+    by_price = sorted(rows, key=lambda c: -c["price_high"])
+    return {
+        "above": [c for c in by_price if c["price_low"] > last_close],
+        "at": [c for c in by_price if c["price_low"] <= last_close <= c["price_high"]],
+        "below": [c for c in by_price if c["price_high"] < last_close],
+        "last_close": last_close,
+    }
 
 
 def calibration_tiers(calibration) -> list[dict]:
@@ -313,7 +412,7 @@ def widget_context(
     widget_path, page_path = urls
     window, side = query
     return {
-        "proximity": proximity,
+        "proximity": proximity_display(proximity),
         "freshness": freshness,
         "proximity_url": f"{widget_path}?{view_query(window, side, v=shown or version)}",
         "newer": bool(shown) and shown != version,
@@ -354,7 +453,8 @@ def snapshot_version(snapshot: MapSnapshot) -> str:
 def page_etag(request: HttpRequest, version: str, *parts: str) -> str:
     user = request.user.pk if request.user.is_authenticated else 0
     shape = "partial" if is_partial(request) else "page"
-    text = "|".join([version, *parts, shape, str(user), str(charts.CHARTS_VERSION)])
+    zone = timezone.get_current_timezone_name()
+    text = "|".join([version, *parts, shape, str(user), zone, str(charts.CHARTS_VERSION)])
     return quote_etag(hashlib.blake2b(text.encode(), digest_size=12).hexdigest())
 
 
@@ -447,24 +547,35 @@ def pair_charts_response(
 
     def build() -> bytes:
         result = snapshot_to_result(snapshot)
-        price = price_line(market, result)
-        title = f"{market.symbol} · {market.exchange.name} · {window} · {SIDES[side].lower()}"
-        return charts.chart_json(result, price, side, title)
+        candles = market_candles(market, result)
+        title = chart_title(f"{market.symbol} · {market.exchange.name}", window, side, result)
+        events = real_events([market.pk], result)
+        return charts.chart_json(result, candles, side, title, events)
 
     payload = charts.cached(f"charts:pair:{version}:{side}", build)
     return chart_response(request, payload, version=version)
 
 
-def price_line(market: Market, result) -> charts.PriceLine:
-    """The market's closes over the heatmap's period, stamped at each step's end."""
+def chart_title(name: str, window: str, side: str, result) -> str:
+    """The heatmap's title; a window longer than its data says since when the data runs."""
+    title = f"{name} · {window} · {SIDES[side].lower()}"
+    start = charts.window_start_ms(result)
+    end = int(result.as_of) + result.step_ms
+    if start > end - WINDOWS[window] + result.step_ms:
+        title += f" · data since {ms_to_datetime(start):%b %-d}"
+    return title
+
+
+def market_candles(market: Market, result) -> charts.Candles:
+    """The market's bars over the result's window as candles (one per step)."""
     if not len(result.heat_times):
-        return charts.PriceLine.empty()
+        return charts.Candles.empty(result.step_ms)
     bars = market_bars_arrays(
         market_id=market.pk,
-        start=ms_to_datetime(int(result.heat_times[0])),
+        start=ms_to_datetime(charts.window_start_ms(result)),
         end=ms_to_datetime(int(result.as_of) + result.step_ms),
     )
-    return charts.PriceLine(bars.ts + result.step_ms, bars.close)
+    return charts.Candles.from_bars(bars, result.step_ms)
 
 
 # The coin page: every tracked market of one coin on one grid.
@@ -509,7 +620,9 @@ def coin_bundle(snapshots: list[MapSnapshot]) -> CoinBundle | None:
             last_close=result.last_close,
             clusters=result.clusters,
             proximity=result.proximity,
-            summary=charts.result_summary(result),
+            summary=charts.result_summary(
+                result, events=real_events([s.market_id for s in snapshots], result)
+            ),
             reference_market_id=reference_snapshot(snapshots).market_id,
         )
 
@@ -564,13 +677,15 @@ def coin_view(
     bundle = coin_bundle(snapshots)
     if bundle is None:
         return view
+    context["coverage"] = snapshot_coverage(reference, reference.market.step_ms)
     charts_query = urlencode({"window": window, "side": side, "v": charts_version(version)})
     context.update(
         bundle=bundle,
         reference=reference,
         freshness=view.freshness,
         clusters=side_clusters(bundle.clusters, side),
-        proximity=bundle.proximity,
+        ladder=cluster_ladder(side_clusters(bundle.clusters, side), bundle.last_close),
+        proximity=proximity_display(bundle.proximity),
         summary=bundle.summary,
         charts_url=f"{reverse('maps:coin_charts', args=[base])}?{charts_query}",
         proximity_url=f"{reverse('maps:coin_proximity', args=[base])}?"
@@ -621,9 +736,10 @@ def coin_charts_response(
         result = coin_result(snapshots=full)
         if result is None:
             return b""
-        price = price_line(reference_snapshot(full).market, result)
-        title = f"{coin} · {len(full)} markets summed · {window} · {SIDES[side].lower()}"
-        return charts.chart_json(result, price, side, title)
+        candles = market_candles(reference_snapshot(full).market, result)
+        title = chart_title(f"{coin} · {len(full)} markets summed", window, side, result)
+        events = real_events([s.market_id for s in full], result)
+        return charts.chart_json(result, candles, side, title, events)
 
     payload = charts.cached(f"charts:coin:{version}:{side}", build)
     if not payload:

@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 import numpy as np
 from django.conf import settings
 from django.db import connection, models
+from django.db.models.fields.json import KT
 from django.utils import timezone
 from psycopg import sql
 
@@ -171,6 +172,29 @@ def market_snapshot_light(*, market: Market, window: str) -> MapSnapshot | None:
     if snapshot is not None:
         snapshot.market = market
     return snapshot
+
+
+def market_windows_start(*, market: Market) -> list[dict]:
+    """Per window of the market's snapshots: the window, its last step (`as_of`) and the first
+    step of its data (`window_start`, None when the report has none)."""
+    return list(
+        MapSnapshot.objects.filter(market=market).values(
+            "window", "as_of", window_start=KT("report__window_start")
+        )
+    )
+
+
+def coin_events_arrays(*, market_ids: list[int], start: datetime, end: datetime) -> Events:
+    """Real liquidation events of several markets (one coin) with start <= time < end."""
+    parts = [market_events_arrays(market_id=m, start=start, end=end) for m in market_ids]
+    if not parts:
+        return market_events_arrays(market_id=0, start=start, end=end)
+    return Events(
+        time=np.concatenate([e.time for e in parts]),
+        is_long=np.concatenate([e.is_long for e in parts]),
+        price=np.concatenate([e.price for e in parts]),
+        notional=np.concatenate([e.notional for e in parts]),
+    )
 
 
 def snapshots_for_listing(

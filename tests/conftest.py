@@ -372,3 +372,53 @@ def bar_factory(db):
         return Bar.objects.create(market=market, time=time, **(fields | values))
 
     return make
+
+
+# Webhooks: a local HTTP server that records what it receives (never the network).
+
+
+@pytest.fixture
+def fake_http_server():
+    """A local HTTP server on 127.0.0.1: `.url`, `.requests` (path, headers, JSON body) and
+    `.answers`, a list of (status, body) popped one per request (then 200 {"ok": true})."""
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Server(ThreadingHTTPServer):
+        requests: list
+        answers: list
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            length = int(self.headers.get("Content-Length", 0))
+            raw = self.rfile.read(length)
+            self.server.requests.append(
+                {
+                    "path": self.path,
+                    "headers": dict(self.headers),
+                    "raw": raw,
+                    "json": json.loads(raw),
+                }
+            )
+            status, body = (
+                self.server.answers.pop(0) if self.server.answers else (200, '{"ok": true}')
+            )
+            self.send_response(status)
+            if 300 <= status < 400:
+                self.send_header("Location", "http://127.0.0.1:9/elsewhere")
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(body.encode())
+
+        def log_message(self, *args) -> None:
+            return
+
+    server = Server(("127.0.0.1", 0), Handler)
+    server.requests, server.answers = [], []
+    server.url = f"http://127.0.0.1:{server.server_address[1]}"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()

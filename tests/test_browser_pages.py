@@ -119,8 +119,11 @@ def test_it_swaps_the_proximity_widget_in_place(page, live_server, btc, settings
     MapSnapshot.objects.filter(pk=snapshot.pk).update(
         proximity=proximity, computed_at=timezone.now() + timedelta(seconds=1)
     )
+    # A poll already on its way when the map changed brings the old numbers: wait for the next.
     page.wait_for_function(
-        "() => !document.querySelector('#proximity').dataset.marker", timeout=10_000
+        """() => !document.querySelector('#proximity').dataset.marker
+            && document.querySelector('#proximity').innerText.includes('4.25% below')""",
+        timeout=10_000,
     )
     widget = page.inner_text("#proximity")
     assert "4.25% below" in widget

@@ -618,7 +618,7 @@ def test_it_shows_the_api_document(client):
     body = response.content.decode()
     assert response.status_code == 200
     assert "<code>/api/v1/markets/</code>" in body
-    assert "<table>" in body
+    assert '<table tabindex="0">' in body
     assert '<a href="/model/">model.md</a>' in body
 
 
@@ -651,7 +651,8 @@ def test_it_renders_the_docs_markdown():
     assert "<ol><li><strong>Open.</strong> First<ul><li>a long group</li>" in html
     assert "<li>Second</li></ol>" in html
     assert "<td>&lt;x&gt;</td>" in html
-    assert "<pre><code>$ curl &#x27;&lt;url&gt;&#x27;</code></pre>" in html
+    assert '<pre tabindex="0"><code>$ curl &#x27;&lt;url&gt;&#x27;</code></pre>' in html
+    assert '<table tabindex="0">' in html
 
 
 @pytest.mark.parametrize(

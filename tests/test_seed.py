@@ -28,7 +28,8 @@ def seed(*args: str) -> str:
 
 @pytest.fixture(scope="module")
 def demo(django_db_setup, django_db_blocker):
-    """The full demo seed (30 days, maps computed), made once for the module's tests."""
+    """The full demo seed (90 days, maps and calibrations computed), made once for the module's
+    tests."""
     with django_db_blocker.unblock():
         output = seed("--end", END)
         yield output
@@ -83,10 +84,10 @@ def test_it_creates_three_demo_exchanges_with_three_markets_each(demo) -> None:
 
 
 @pytest.mark.django_db
-def test_it_fills_thirty_days_of_five_minute_bars_without_gaps(demo) -> None:
+def test_it_fills_ninety_days_of_five_minute_bars_without_gaps(demo) -> None:
     for market in Market.objects.all():
         bars = market_bars_arrays(market_id=market.pk)
-        assert len(bars.ts) == 30 * 288
+        assert len(bars.ts) == 90 * 288
         assert np.all(np.diff(bars.ts) == STEP_MS)
         assert bars.ts[-1] == int(END_TIME.timestamp() * 1000)
         assert market.last_bar_at == END_TIME
@@ -190,6 +191,26 @@ def test_it_computes_a_snapshot_for_every_window_of_every_market(demo) -> None:
         assert sorted(snapshots.values_list("window", flat=True)) == sorted(WINDOWS)
         assert all(s.as_of == END_TIME for s in snapshots)
     assert "Maps: 54 snapshots (6 windows x 9 markets)" in demo
+
+
+@pytest.mark.django_db
+def test_it_holds_data_for_every_window_it_offers(demo) -> None:
+    from maps.pages import snapshot_coverage
+
+    for snapshot in MapSnapshot.objects.select_related("market"):
+        assert snapshot_coverage(snapshot, snapshot.market.step_ms) is None, snapshot
+
+
+@pytest.mark.django_db
+def test_it_scores_every_demo_market_against_its_liquidations(demo) -> None:
+    from maps.models import Calibration
+
+    for market in Market.objects.all():
+        calibration = Calibration.objects.get(market=market)
+        assert calibration.events_used > 100
+        assert 0 <= calibration.hit_rate <= 1 and 0 <= calibration.coverage <= 1
+        assert calibration.period_end == END_TIME + timedelta(minutes=5)
+    assert "Calibration: 9 of 9 markets scored" in demo
 
 
 @pytest.mark.django_db

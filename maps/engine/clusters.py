@@ -117,9 +117,7 @@ def proximity_from_clusters(clusters: list[dict], last_close: float) -> dict:
     short = min(above, key=lambda c: c["price_low"], default=None)
     nearer = _pick(long, short, lambda c: -abs(c["distance_pct"]))
     larger = _pick(long, short, lambda c: c["notional_usd"])
-    magnet = _pick(
-        long, short, lambda c: c["notional_usd"] / max(abs(c["distance_pct"]), MIN_DISTANCE_PCT)
-    )
+    magnet = _pick(long, short, magnet_score)
     return {
         "last_close": float(last_close),
         "long": _summary(long),
@@ -129,6 +127,12 @@ def proximity_from_clusters(clusters: list[dict], last_close: float) -> dict:
         "magnet": magnet,
         "direction": {"long": "down", "short": "up", None: None}[magnet],
     }
+
+
+def magnet_score(cluster: dict) -> float:
+    """The magnet rule's score of a cluster: its notional per % of distance from the close (the
+    distance floored at MIN_DISTANCE_PCT); the side with the higher score is the magnet."""
+    return cluster["notional_usd"] / max(abs(cluster["distance_pct"]), MIN_DISTANCE_PCT)
 
 
 def _pick(long: dict | None, short: dict | None, score) -> str | None:

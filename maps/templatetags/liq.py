@@ -8,7 +8,8 @@ from django import template
 from django.utils.html import escape
 from django.utils.safestring import mark_safe
 
-from maps.formatting import age, distance, duration, ms_utc, pct, price, share, usd
+from liqsite.assets import asset_url
+from maps.formatting import age, distance, duration, factor, ms_utc, pct, price, share, usd
 
 register = template.Library()
 LONG_SHARE_LABELS = {
@@ -19,8 +20,14 @@ LONG_SHARE_LABELS = {
 }
 
 
-for _filter in (usd, price, pct, distance, share, ms_utc, duration, age):
+for _filter in (usd, price, pct, distance, share, ms_utc, duration, age, factor):
     register.filter(_filter.__name__, _filter)
+
+
+@register.simple_tag
+def asset(name: str) -> str:
+    """A static file's URL naming its content, so browsers may keep it for a year."""
+    return asset_url(name)
 
 
 @register.inclusion_tag("maps/_params.html")
@@ -86,7 +93,8 @@ def markdown(text: str) -> str:
         if line.startswith("```"):
             end = next((j for j in range(i + 1, len(lines)) if lines[j].startswith("```")), None)
             end = len(lines) if end is None else end
-            html.append(f"<pre><code>{escape(chr(10).join(lines[i + 1 : end]))}</code></pre>")
+            code = escape(chr(10).join(lines[i + 1 : end]))
+            html.append(f'<pre tabindex="0"><code>{code}</code></pre>')
             i = end + 1
         elif match := re.match(r"(#{1,4})\s+(.*)", line):
             level = len(match.group(1))
@@ -149,7 +157,8 @@ def _table(lines: list[str], i: int, html: list[str]) -> int:
             rows.append(cells)
         i += 1
     head, body = rows[0], rows[1:]
-    out = "<table><thead><tr>" + "".join(f"<th>{_inline(c)}</th>" for c in head) + "</tr></thead>"
+    cells = "".join(f"<th>{_inline(c)}</th>" for c in head)
+    out = f'<table tabindex="0"><thead><tr>{cells}</tr></thead>'
     out += "<tbody>"
     for row in body:
         out += "<tr>" + "".join(f"<td>{_inline(c)}</td>" for c in row) + "</tr>"

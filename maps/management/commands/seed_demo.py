@@ -1,4 +1,4 @@
-"""manage.py seed_demo [--if-empty] [--days 30] [--seed N]: simulated demo exchanges and markets."""
+"""manage.py seed_demo [--if-empty] [--days 90] [--seed N]: simulated demo exchanges and markets."""
 
 from __future__ import annotations
 
@@ -14,9 +14,10 @@ from maps.binance_vision import ImportFailed
 from maps.demo import COINS, STEP_MS, VENUES, demo_end_ms, demo_real_sample, demo_seed
 from maps.engine.types import EngineError, iso_utc
 from maps.models import Bar, Market
-from maps.services import market_snapshots_compute
+from maps.services import market_calibrate, market_snapshots_compute
 
 DEFAULT_SEED = 20240501
+DEFAULT_DAYS = 90
 
 
 class Command(BaseCommand):
@@ -34,7 +35,12 @@ class Command(BaseCommand):
             help="do nothing when any market exists, unless all are demo markets whose data "
             "ended over a day ago: then seed them again up to now",
         )
-        parser.add_argument("--days", type=int, default=30, help="days of history [30]")
+        parser.add_argument(
+            "--days",
+            type=int,
+            default=DEFAULT_DAYS,
+            help=f"days of history [{DEFAULT_DAYS}: enough for every window the pages offer]",
+        )
         parser.add_argument(
             "--seed", type=int, default=DEFAULT_SEED, help=f"random seed [{DEFAULT_SEED}]"
         )
@@ -77,6 +83,7 @@ class Command(BaseCommand):
         )
         if not options["no_compute"]:
             self._compute(summary.markets)
+            self._calibrate(summary.markets)
         if options["real"]:
             self._real_sample(options["no_compute"])
 
@@ -119,6 +126,15 @@ class Command(BaseCommand):
     def _progress(self, line: str) -> None:
         if self.verbosity >= 2:
             self.stdout.write(f"  {line}")
+
+    def _calibrate(self, markets: list[Market]) -> None:
+        """Score the model against the simulated liquidations, so the demo shows its accuracy."""
+        started = time.perf_counter()
+        count = sum(market_calibrate(market=market) is not None for market in markets)
+        self.stdout.write(
+            f"Calibration: {count} of {len(markets)} markets scored against their liquidations "
+            f"in {time.perf_counter() - started:.1f} s"
+        )
 
     def _compute(self, markets: list[Market]) -> None:
         started = time.perf_counter()

@@ -1,4 +1,5 @@
-"""The API: /api/v1/markets/, /api/v1/<exchange>/<symbol>/heatmap|map|clusters|proximity and
+"""The API: /api/v1/markets/, /api/v1/<exchange>/<symbol>/heatmap|map|clusters|proximity (and
+cascades|sweeps|signals|backtest, maps.market_signals.api) and
 /api/v1/coin/<base>/heatmap|map|clusters|proximity ("coin" is never an exchange's name)."""
 
 from __future__ import annotations
@@ -7,6 +8,7 @@ from django.urls import path
 
 import maps.urls  # noqa: F401  (registers the exchange and symbol path converters)
 from maps import api
+from maps.market_signals import api as signal_api
 
 app_name = "api"
 urlpatterns = [
@@ -15,6 +17,10 @@ urlpatterns = [
     path("<exchange:exchange>/<symbol:symbol>/map", api.map_view, name="map"),
     path("<exchange:exchange>/<symbol:symbol>/clusters", api.clusters, name="clusters"),
     path("<exchange:exchange>/<symbol:symbol>/proximity", api.proximity, name="proximity"),
+    path("<exchange:exchange>/<symbol:symbol>/cascades", signal_api.cascades, name="cascades"),
+    path("<exchange:exchange>/<symbol:symbol>/sweeps", signal_api.sweeps, name="sweeps"),
+    path("<exchange:exchange>/<symbol:symbol>/signals", signal_api.signals, name="signals"),
+    path("<exchange:exchange>/<symbol:symbol>/backtest", signal_api.backtest, name="backtest"),
     path("coin/<symbol:base>/heatmap", api.coin_heatmap, name="coin_heatmap"),
     path("coin/<symbol:base>/map", api.coin_map, name="coin_map"),
     path("coin/<symbol:base>/clusters", api.coin_clusters, name="coin_clusters"),

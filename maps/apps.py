@@ -6,3 +6,11 @@ from django.apps import AppConfig
 class MapsConfig(AppConfig):
     name = "maps"
     verbose_name = "Markets and maps"
+
+    def ready(self) -> None:
+        from maps.market_signals.receivers import snapshots_computed_refresh_signals
+        from maps.signals import snapshots_computed
+
+        snapshots_computed.connect(
+            snapshots_computed_refresh_signals, dispatch_uid="maps.market_signals.refresh"
+        )

@@ -16,7 +16,7 @@ from __future__ import annotations
 import gzip
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -44,7 +44,7 @@ from django.core.cache import cache
 from maps.engine.types import Result
 
 T = TypeVar("T")
-CHARTS_VERSION = 2
+CHARTS_VERSION = 3
 CROP_PCT = 0.12
 MAX_ROWS = 360
 MAX_COLUMNS = 300
@@ -488,10 +488,13 @@ NARROW_CSS = (
 )
 
 
-def chart_layout(data: PlotData, side: str, title: str):
+def chart_layout(data: PlotData, side: str, title: str, layers: Sequence[Callable] = ()):
     """The heatmap with the map at its right and the liquidations below; on a narrow screen the
-    rows wrap, so the heatmap takes the whole width and the map comes under it."""
+    rows wrap, so the heatmap takes the whole width and the map comes under it. Each of `layers`
+    draws its own named renderers on the heatmap (e.g. maps.market_signals.charts)."""
     heat = heatmap_figure(data, side, title)
+    for draw in layers:
+        draw(heat)
     liq = liquidations_figure(data, heat.x_range)
     side_map = map_figure(data, side, heat.y_range)
     spacer = Spacer(width=MAP_WIDTH, height=liq.height, css_classes=["chart-spacer"])
@@ -505,9 +508,11 @@ def chart_layout(data: PlotData, side: str, title: str):
     )
 
 
-def chart_json(result: Result, price: PriceLine, side: str, title: str) -> bytes:
+def chart_json(
+    result: Result, price: PriceLine, side: str, title: str, layers: Sequence[Callable] = ()
+) -> bytes:
     """The charts as Bokeh's embed JSON (json_item), gzip-compressed."""
-    layout = chart_layout(plot_data(result, price), side, title)
+    layout = chart_layout(plot_data(result, price), side, title, layers)
     text = json.dumps(json_item(layout), separators=(",", ":"))
     return gzip.compress(text.encode(), compresslevel=6)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from django.urls import path, register_converter
 
 from maps import views
+from maps.market_signals import views as signal_views
 from maps.models import RESERVED_SLUGS
 
 
@@ -54,4 +55,14 @@ urlpatterns = [
         name="pair_proximity",
     ),
     path("<exchange:exchange>/<symbol:symbol>/charts.json", views.pair_charts, name="pair_charts"),
+    path(
+        "<exchange:exchange>/<symbol:symbol>/signals/",
+        signal_views.pair_signals,
+        name="pair_signals",
+    ),
+    path(
+        "<exchange:exchange>/<symbol:symbol>/backtest/",
+        signal_views.pair_backtest,
+        name="pair_backtest",
+    ),
 ]

@@ -160,11 +160,19 @@ def test_it_rejects_bad_options_with_a_clear_400(client, market, kind, query, wo
     assert response.status_code == 400 and words in response.json()["error"]
 
 
-def test_it_gives_404_for_an_unknown_market_or_window_without_data(client, market):
+def test_it_gives_404_for_an_unknown_market_or_one_without_data(client, market, market_factory):
     assert client.get(reverse("api:cascades", args=["binance", "dogeusdt"])).status_code == 404
     assert client.get(reverse("api:backtest", args=["binance", "dogeusdt"])).status_code == 404
-    response = client.get(reverse("api:cascades", args=args(market)), {"window": "90d"})
+    empty = market_factory("XRPUSDT")
+    response = client.get(reverse("api:cascades", args=args(empty)))
     assert response.status_code == 404 and "no data yet" in response.json()["error"]
+
+
+def test_it_lists_a_windows_cascades_even_before_that_windows_map_is_computed(client, market):
+    assert not market.snapshots.filter(window="30d").exists()
+    body = client.get(reverse("api:cascades", args=args(market)), {"window": "30d"}).json()
+    week = client.get(reverse("api:cascades", args=args(market)), {"window": "7d"}).json()
+    assert body["window"] == "30d" and len(body["cascades"]) >= len(week["cascades"]) >= 2
 
 
 # Tasks and triggers

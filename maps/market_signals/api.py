@@ -18,6 +18,7 @@ from maps.engine.types import EngineError
 from maps.market_signals import services
 from maps.market_signals.pages import snapshot_signals
 from maps.market_signals.replay import ReplayError, at_text, replay_as_of
+from maps.market_signals.selectors import market_latest_snapshot
 from maps.models import MapSnapshot, Market, ms_to_datetime
 from maps.pages import BadQuery
 from maps.selectors import market_by_slugs, snapshot_freshness
@@ -191,10 +192,12 @@ def signals_json(found: dict) -> dict:
     }
 
 
-def header(request: HttpRequest, market: Market, snapshot: MapSnapshot, found: dict) -> dict:
+def header(
+    request: HttpRequest, market: Market, snapshot: MapSnapshot, window: str, found: dict
+) -> dict:
     return {
         "market": api.market_json(request, market),
-        "window": snapshot.window,
+        "window": window,
         **pages.replay_header(snapshot),
         **api.snapshot_times(snapshot, market),
         "source": found["source"],
@@ -236,12 +239,15 @@ def window_view(kind: str) -> Callable[[HttpRequest, str, str], HttpResponse]:
             window, fmt = pages.query_window(request), api.query_format(request)
             if kind == "signals" and fmt == "csv":
                 raise BadQuery("the signals document is served as JSON only", "format", ["json"])
-            snapshot = pages.pair_snapshot(market=market, window=window, at=pages.query_at(request))
+            at = pages.query_at(request)
+            snapshot = pages.pair_snapshot(market=market, window=window, at=at)
         except BadQuery as exc:
             return api.error(400, str(exc), allowed=exc.allowed)
+        if snapshot is None and at is None:  # the signals need the market's bars, not this map
+            snapshot = market_latest_snapshot(market_id=market.pk)
         if snapshot is None:
             return api.error(404, f"no data yet for {market.symbol} over {window}", window=window)
-        found = snapshot_signals(market=market, snapshot=snapshot)
+        found = snapshot_signals(market=market, snapshot=snapshot, window=window)
         if found is None:
             return api.error(
                 404, f"no signals yet for {market.symbol}: it needs more bars", window=window
@@ -253,7 +259,7 @@ def window_view(kind: str) -> Callable[[HttpRequest, str, str], HttpResponse]:
             return csv_response(
                 request, table, name, max_age=freshness.max_age, modified=snapshot.computed_at
             )
-        body = {**header(request, market, snapshot, found), **JSON_BODIES[kind](found)}
+        body = {**header(request, market, snapshot, window, found), **JSON_BODIES[kind](found)}
         return json_response(
             request, body, max_age=freshness.max_age, modified=snapshot.computed_at
         )

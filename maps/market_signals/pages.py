@@ -44,18 +44,20 @@ SOURCE_WORDS = {
 # The signals of one map: stored for the live map, computed for a replayed moment.
 
 
-def snapshot_signals(*, market: Market, snapshot: MapSnapshot) -> dict | None:
-    """Cascades (those ending inside the snapshot's window) and sweeps (inside it), the
-    reversal checklist and the thresholds, as of the snapshot."""
+def snapshot_signals(
+    *, market: Market, snapshot: MapSnapshot, window: str | None = None
+) -> dict | None:
+    """Cascades (those ending inside the window, the snapshot's unless given) and sweeps (inside
+    it), the reversal checklist and the thresholds, as of the snapshot."""
+    window = window or snapshot.window
     as_of = datetime_to_ms(snapshot.as_of)
-    start = as_of + market.step_ms - WINDOWS[snapshot.window]
+    start = as_of + market.step_ms - WINDOWS[window]
     try:
         if is_replay(snapshot):
             found = charts.cached(
                 f"signals:{snapshot.replay_version}",
                 lambda: (
-                    services.signals_compute(market=market, as_of_ms=as_of, window=snapshot.window)
-                    or {}
+                    services.signals_compute(market=market, as_of_ms=as_of, window=window) or {}
                 ),
             )
         else:

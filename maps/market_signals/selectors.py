@@ -7,7 +7,13 @@ from datetime import datetime
 import numpy as np
 from django.db import connection
 
-from maps.models import LiquidationEvent, MarketBacktest, MarketSignals, ms_to_datetime
+from maps.models import (
+    LiquidationEvent,
+    MapSnapshot,
+    MarketBacktest,
+    MarketSignals,
+    ms_to_datetime,
+)
 
 # Sources whose record starts when they were switched on: before their first event, the market's
 # liquidations are unknown, not zero. Archives (binance-vision) and demo data cover their period.
@@ -70,6 +76,12 @@ def _covered_from(market_id: int, start: datetime, first_ms: int) -> int | None:
     if events.filter(time__gte=start).exclude(source__in=LIVE_SOURCES).exists():
         return None
     return first_ms
+
+
+def market_latest_snapshot(*, market_id: int) -> MapSnapshot | None:
+    """The market's most recent snapshot of any window, without its arrays (what a signal
+    document's times are read from when its own window has no map yet)."""
+    return MapSnapshot.objects.filter(market_id=market_id).defer("data").order_by("-as_of").first()
 
 
 def market_signals_stored(*, market_id: int) -> MarketSignals | None:

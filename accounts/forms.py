@@ -264,6 +264,7 @@ class AlertForm(forms.ModelForm):
         "threshold_usd": 1_000_000,
     }
     LIQUIDATION_FIELDS = ("threshold_usd", "source")
+    SIGNAL_FIELDS = ("signal_min_usd",)
 
     class Meta:
         model = Alert
@@ -275,6 +276,7 @@ class AlertForm(forms.ModelForm):
             "min_notional_usd",
             "threshold_usd",
             "source",
+            "signal_min_usd",
             "cooldown_minutes",
             "is_active",
         ]
@@ -283,6 +285,7 @@ class AlertForm(forms.ModelForm):
             "within_pct": forms.NumberInput(attrs={"step": "0.01", "min": "0.01"}),
             "min_notional_usd": forms.NumberInput(attrs={"step": "any", "min": "1"}),
             "threshold_usd": forms.NumberInput(attrs={"step": "any", "min": "1"}),
+            "signal_min_usd": forms.NumberInput(attrs={"step": "any", "min": "1"}),
             "cooldown_minutes": forms.NumberInput(attrs={"min": "0"}),
         }
         labels = {"window": "Map window", "cooldown_minutes": "Cooldown (minutes)"}
@@ -301,6 +304,10 @@ class AlertForm(forms.ModelForm):
             },
             "threshold_usd": {
                 "min_value": "Give a positive amount of at least $1.",
+                "max_value": f"Give an amount under {usd(MAX_USD)}.",
+            },
+            "signal_min_usd": {
+                "min_value": "Give a positive amount of at least $1, or leave it empty.",
                 "max_value": f"Give an amount under {usd(MAX_USD)}.",
             },
             "cooldown_minutes": {
@@ -341,7 +348,10 @@ class AlertForm(forms.ModelForm):
         for name in required:
             if data.get(name) is None and name not in self.errors:
                 self.add_error(name, "Required for this kind of alert.")
-        unused = self.LIQUIDATION_FIELDS if kind == Alert.PROXIMITY else self.PROXIMITY_FIELDS
+        unused = {
+            Alert.PROXIMITY: self.LIQUIDATION_FIELDS + self.SIGNAL_FIELDS,
+            Alert.LIQUIDATIONS: self.PROXIMITY_FIELDS + self.SIGNAL_FIELDS,
+        }.get(kind, self.PROXIMITY_FIELDS + self.LIQUIDATION_FIELDS)
         for name in unused:
             if name in self.errors:
                 del self.errors[name]

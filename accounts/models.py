@@ -76,6 +76,10 @@ class Alert(models.Model):
 
     PROXIMITY = "proximity"
     LIQUIDATIONS = "liquidations"
+    CASCADE = "cascade"
+    SWEEP = "sweep"
+    REVERSAL = "reversal"
+    SIGNAL_KINDS = (CASCADE, SWEEP, REVERSAL)  # maps.market_signals.alerts
     # Alerts on a saved position (maps/risk/): `position` names it.
     NEAR_STOP = "near_stop"
     NEAR_LIQUIDATION = "near_liq"
@@ -87,6 +91,9 @@ class Alert(models.Model):
         (NEAR_STOP, "Price near my stop"),
         (NEAR_LIQUIDATION, "Price near my liquidation"),
         (STOP_CLUSTER, "Cluster between price and my stop"),
+        (CASCADE, "Cascade started"),
+        (SWEEP, "Cluster swept"),
+        (REVERSAL, "Reversal confirmed"),
     ]
     SIDE_CHOICES = [
         ("any", "Either side"),
@@ -124,6 +131,13 @@ class Alert(models.Model):
         help_text="Liquidations: fire when one step's liquidations exceed this amount.",
     )
     source = models.CharField(max_length=9, choices=SOURCE_CHOICES, default="estimated")
+    signal_min_usd = models.FloatField(
+        "of at least (USD)",
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1.0), MaxValueValidator(MAX_USD)],
+        help_text="Cascades: the notional liquidated; sweeps: the swept cluster's. Empty: any.",
+    )
     cooldown_minutes = models.PositiveIntegerField(
         default=60,
         validators=[MaxValueValidator(MAX_COOLDOWN_MINUTES)],
@@ -179,6 +193,8 @@ class Alert(models.Model):
         """The condition in words, e.g. 'price within 1% of a long cluster of at least $5M'."""
         if self.kind in self.POSITION_KINDS:
             return position_alert_describe(self)
+        if self.kind in self.SIGNAL_KINDS:
+            return self._describe_signal()
         if self.kind == self.PROXIMITY:
             which = {"any": "a", "long": "a long", "short": "a short"}[self.side]
             return (
@@ -188,6 +204,15 @@ class Alert(models.Model):
         who = {"any": "", "long": "long ", "short": "short "}[self.side]
         what = {"estimated": "estimated", "real": "real", "either": "estimated or real"}
         return f"{what[self.source]} {who}liquidations above {usd(self.threshold_usd)} in one step"
+
+    def _describe_signal(self) -> str:
+        who = {"any": "", "long": "long ", "short": "short "}[self.side]
+        size = f" of at least {usd(self.signal_min_usd)}" if self.signal_min_usd else ""
+        return {
+            self.CASCADE: f"a {who}liquidation cascade{size} starts",
+            self.SWEEP: f"a {who}cluster{size} is swept",
+            self.REVERSAL: f"a reversal is confirmed after a {who}cascade{size}",
+        }[self.kind]
 
 
 class AlertEvent(models.Model):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.core.mail import send_mail
@@ -24,6 +24,7 @@ from accounts.selectors import (
     snapshot_estimated_liquidations,
 )
 from maps.formatting import price, usd
+from maps.market_signals.alerts import market_signal_events
 from maps.models import MapSnapshot, Market
 from maps.risk.alerts import position_alert_check
 
@@ -106,6 +107,8 @@ def alert_observations(*, alert: Alert, snapshot: MapSnapshot) -> list[Observati
             return []
         check = position_alert_check(alert, snapshot)
         return [Observation(snapshot.as_of, check.hit, check.message, check.detail)]
+    if alert.kind in Alert.SIGNAL_KINDS:
+        return signal_observations(alert=alert, snapshot=snapshot)
     if alert.kind == Alert.PROXIMITY:
         if alert.checked_through is not None and snapshot.as_of <= alert.checked_through:
             return []
@@ -177,6 +180,31 @@ def _liquidation_observation(
     for name, step in candidates:
         detail[name] = {"long": step.long, "short": step.short}
     return Observation(time=estimated.time, hit=True, message=message, detail=detail)
+
+
+def signal_observations(*, alert: Alert, snapshot: MapSnapshot) -> list[Observation]:
+    """One observation per new step of the snapshot (only its last step on a first check): hit
+    when a signal of the alert's kind became known at that step (maps.market_signals.alerts)."""
+    step = timedelta(milliseconds=snapshot.market.step_ms)
+    if alert.checked_through is not None and snapshot.as_of <= alert.checked_through:
+        return []
+    count = 1
+    if alert.checked_through is not None:
+        count = min(MAX_STEPS_PER_CHECK, (snapshot.as_of - alert.checked_through) // step)
+    steps = [snapshot.as_of - step * k for k in range(count - 1, -1, -1)]
+    events = market_signal_events(
+        market=alert.watch.market,
+        kind=alert.kind,
+        side=alert.side,
+        min_usd=alert.signal_min_usd,
+        as_of=snapshot.as_of,
+    )
+    return [
+        Observation(time=t, hit=True, message=events[t].message, detail=events[t].detail)
+        if t in events
+        else Observation(time=t, hit=False)
+        for t in steps
+    ]
 
 
 def _side_amount(side: str, step: StepLiquidations) -> float:

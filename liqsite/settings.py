@@ -244,8 +244,9 @@ CELERY_TASK_ROUTES = {
 }
 CELERY_WORKER_SEND_TASK_EVENTS = False
 # Every minute: ingest every tracked market, then recompute its snapshots (a chain per market).
-# Daily: fit each market's tier weights to its real liquidations. `expires` drops a run that no
-# worker picked up in time instead of letting runs pile up.
+# Daily: fit each market's tier weights to its real liquidations, and backtest each market's maps
+# (maps.market_signals). `expires` drops a run that no worker picked up in time instead of letting
+# runs pile up.
 CELERY_BEAT_SCHEDULE = {
     "ingest-tracked-markets": {
         "task": "maps.tasks.markets_ingest_tracked",
@@ -257,7 +258,14 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": crontab(hour=3, minute=17),
         "options": {"expires": 3600},
     },
+    "backtest-tracked-markets": {
+        "task": "maps.market_signals.tasks.markets_backtest_tracked",
+        "schedule": crontab(hour=3, minute=47),
+        "options": {"expires": 3600},
+    },
 }
+# Task modules outside an app's tasks.py (autodiscover finds only those).
+CELERY_IMPORTS = ["maps.market_signals.tasks"]
 # Ingestion: how far back a backfill reaches (the exchanges may allow less), and, for tests and
 # offline demos, a directory of recorded exchange answers to use instead of the network.
 LIQSITE_BACKFILL_DAYS = envint("LIQSITE_BACKFILL_DAYS", 90, minimum=1)

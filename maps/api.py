@@ -32,7 +32,6 @@ from maps.selectors import (
     Freshness,
     market_by_slugs,
     market_by_symbol,
-    market_snapshot_light,
     markets_for_listing,
     snapshot_freshness,
 )
@@ -297,9 +296,9 @@ def snapshot_view(kind: str) -> Callable[[HttpRequest, str, str], HttpResponse]:
             return error(404, f"no market {exchange}/{symbol} is tracked here")
         try:
             window, fmt = pages.query_window(request), query_format(request)
+            snapshot = pages.pair_snapshot(market=market, window=window, at=pages.query_at(request))
         except BadQuery as exc:
             return error(400, str(exc), allowed=exc.allowed)
-        snapshot = market_snapshot_light(market=market, window=window)
         if snapshot is None:
             return error(404, f"no data yet for {market.symbol} over {window}", window=window)
         return document_response(request, market_document(request, market, snapshot), kind, fmt)
@@ -313,6 +312,7 @@ def market_document(request: HttpRequest, market: Market, snapshot: MapSnapshot)
         header={
             "market": market_json(request, market),
             "window": snapshot.window,
+            **pages.replay_header(snapshot),
             **snapshot_times(snapshot, market),
             "engine_version": snapshot.engine_version,
             "last_close": snapshot.last_close,

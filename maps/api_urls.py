@@ -1,5 +1,6 @@
 """The API: /api/v1/ (its index), /api/v1/markets/,
-/api/v1/<exchange>/<symbol>/heatmap|map|clusters|proximity and
+/api/v1/<exchange>/<symbol>/heatmap|map|clusters|proximity (and position|what-if,
+maps.risk.api; cascades|sweeps|signals|backtest, maps.market_signals.api) and
 /api/v1/coin/<base>/heatmap|map|clusters|proximity ("coin" is never an exchange's name); any
 other URL under /api/v1/ is a JSON 404."""
 
@@ -9,6 +10,7 @@ from django.urls import path, re_path
 
 import maps.urls  # noqa: F401  (registers the exchange and symbol path converters)
 from maps import api
+from maps.market_signals import api as signal_api
 from maps.risk import api as risk_api
 
 app_name = "api"
@@ -21,6 +23,10 @@ urlpatterns = [
     path("<exchange:exchange>/<symbol:symbol>/proximity", api.proximity, name="proximity"),
     path("<exchange:exchange>/<symbol:symbol>/position", risk_api.position, name="position"),
     path("<exchange:exchange>/<symbol:symbol>/what-if", risk_api.what_if, name="what_if"),
+    path("<exchange:exchange>/<symbol:symbol>/cascades", signal_api.cascades, name="cascades"),
+    path("<exchange:exchange>/<symbol:symbol>/sweeps", signal_api.sweeps, name="sweeps"),
+    path("<exchange:exchange>/<symbol:symbol>/signals", signal_api.signals, name="signals"),
+    path("<exchange:exchange>/<symbol:symbol>/backtest", signal_api.backtest, name="backtest"),
     path("coin/<symbol:base>/heatmap", api.coin_heatmap, name="coin_heatmap"),
     path("coin/<symbol:base>/map", api.coin_map, name="coin_map"),
     path("coin/<symbol:base>/clusters", api.coin_clusters, name="coin_clusters"),

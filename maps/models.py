@@ -473,3 +473,42 @@ class RiskProfile(models.Model):
 
     def __str__(self) -> str:
         return f"{self.market} {self.window} risk profile"
+
+
+class MarketSignals(models.Model):
+    """Cascades, sweeps and the reversal checklist of one market up to its last bar
+    (maps.analytics.signals, stored by maps.market_signals.services)."""
+
+    SOURCE_CHOICES = [("real", "real liquidations"), ("estimated", "the model's estimates")]
+
+    market = models.OneToOneField(Market, on_delete=models.CASCADE, related_name="market_signals")
+    as_of = models.DateTimeField(help_text="Open time of the last step read")
+    start = models.DateTimeField(help_text="Cascades ending and sweeps happening from here on")
+    computed_at = models.DateTimeField(default=timezone.now)
+    version = models.CharField(max_length=40, help_text="Engine and signals versions")
+    source = models.CharField(max_length=9, choices=SOURCE_CHOICES)
+    cascades = models.JSONField(default=list)
+    sweeps = models.JSONField(default=list)
+    reversal = models.JSONField(null=True, blank=True, help_text="The checklist at as_of")
+    thresholds = models.JSONField(default=dict)
+
+    class Meta:
+        verbose_name_plural = "market signals"
+
+    def __str__(self) -> str:
+        return f"{self.market} signals @ {self.as_of:%Y-%m-%d %H:%M}"
+
+
+class MarketBacktest(models.Model):
+    """The backtest of one market's hourly maps against chance (maps.analytics.signals)."""
+
+    market = models.OneToOneField(Market, on_delete=models.CASCADE, related_name="market_backtest")
+    computed_at = models.DateTimeField(default=timezone.now)
+    period_start = models.DateTimeField(help_text="First hourly moment asked about")
+    period_end = models.DateTimeField(help_text="Open time of the last step read")
+    version = models.CharField(max_length=40, help_text="Engine and signals versions")
+    source = models.CharField(max_length=9, choices=MarketSignals.SOURCE_CHOICES)
+    results = models.JSONField(help_text="magnet, reach_above/below, after_cascades, ...")
+
+    def __str__(self) -> str:
+        return f"{self.market} backtest to {self.period_end:%Y-%m-%d %H:%M}"

@@ -24,6 +24,8 @@ from django.utils.http import http_date, quote_etag
 from maps import charts
 from maps.engine.clusters import MIN_DISTANCE_PCT, distance_pct, magnet_score
 from maps.engine.types import Events
+from maps.market_signals import pages as signal_pages
+from maps.market_signals import replay
 from maps.models import WINDOWS, MapSnapshot, Market, ms_to_datetime
 from maps.selectors import (
     Freshness,
@@ -71,6 +73,39 @@ def query_window(request: HttpRequest) -> str:
 
 def query_side(request: HttpRequest) -> str:
     return query_choice(request, "side", list(SIDES), "both")
+
+
+def query_at(request: HttpRequest) -> int | None:
+    """`at`: replay the map as it stood at that moment (epoch ms), or None for the live map."""
+    raw = request.GET.get("at", "").strip()
+    if not raw:
+        return None
+    try:
+        return replay.at_parse(raw)
+    except replay.ReplayError as exc:
+        raise BadQuery(str(exc), "at", []) from None
+
+
+def pair_snapshot(*, market: Market, window: str, at: int | None) -> MapSnapshot | None:
+    """The map a pair view shows: the stored snapshot, or with `at` the map as it stood then
+    (maps.market_signals.replay)."""
+    if at is None:
+        return market_snapshot_light(market=market, window=window)
+    try:
+        return replay.replay_snapshot(market=market, window=window, at_ms=at)
+    except replay.ReplayError as exc:
+        raise BadQuery(str(exc), "at", []) from None
+
+
+def at_query(at: int | None) -> dict:
+    return {} if at is None else {"at": replay.at_text(at)}
+
+
+def replay_header(snapshot: MapSnapshot) -> dict:
+    """A replayed document names the moment asked for: {"at": ...} (nothing for the live map)."""
+    if not replay.is_replay(snapshot):
+        return {}
+    return {"at": replay.at_text(snapshot.replay_at)}
 
 
 def market_or_404(*, exchange: str, symbol: str) -> Market:
@@ -218,12 +253,12 @@ def market_coverage(market: Market) -> dict[str, Coverage]:
     return out
 
 
-def side_links(path: str, window: str, current: str) -> list[dict]:
+def side_links(path: str, window: str, current: str, extra: dict | None = None) -> list[dict]:
     return [
         {
             "side": s,
             "label": label,
-            "url": f"{path}?{urlencode({'window': window, 'side': s})}",
+            "url": f"{path}?{urlencode({'window': window, 'side': s, **(extra or {})})}",
             "current": s == current,
         }
         for s, label in SIDES.items()
@@ -252,17 +287,20 @@ def pair_title(market: Market, window: str) -> str:
     )
 
 
-def pair_view(request: HttpRequest, *, market: Market, window: str, side: str) -> PageView:
+def pair_view(
+    request: HttpRequest, *, market: Market, window: str, side: str, at: int | None = None
+) -> PageView:
     path = market.get_absolute_url()
-    query = urlencode({"window": window, "side": side})
+    moment = at_query(at)
+    query = urlencode({"window": window, "side": side, **moment})
     coverage = market_coverage(market)
     context = {
         "market": market,
         "exchange": market.exchange,
         "window": window,
         "side": side,
-        "window_links": window_links(path, window, {"side": side}, coverage),
-        "side_links": side_links(path, window, side),
+        "window_links": window_links(path, window, {"side": side, **moment}, coverage),
+        "side_links": side_links(path, window, side, moment),
         "coverage": coverage.get(window),
         "canonical_url": request.build_absolute_uri(f"{path}?{query}"),
         "page_title": pair_title(market, window),
@@ -272,7 +310,7 @@ def pair_view(request: HttpRequest, *, market: Market, window: str, side: str) -
         ),
         "refresh_seconds": refresh_seconds(),
     }
-    snapshot = market_snapshot_light(market=market, window=window)
+    snapshot = pair_snapshot(market=market, window=window, at=at)
     if snapshot is None:
         return PageView(context)
     version = snapshot_version(snapshot)
@@ -291,7 +329,9 @@ def pair_view(request: HttpRequest, *, market: Market, window: str, side: str) -
         result = snapshot_to_result(snapshot)
         return charts.result_summary(result, events=real_events([market.pk], result))
 
-    charts_query = urlencode({"window": window, "side": side, "v": charts_version(version)})
+    charts_query = urlencode(
+        {"window": window, "side": side, **moment, "v": charts_version(version)}
+    )
     calibration = market_latest_calibration(market=market)
     context.update(
         snapshot=snapshot,
@@ -305,8 +345,11 @@ def pair_view(request: HttpRequest, *, market: Market, window: str, side: str) -
         version=version,
         charts_url=f"{reverse('maps:pair_charts', args=[market.exchange.slug, market.slug])}"
         f"?{charts_query}",
-        proximity_url=proximity_url(market, window, side, version),
-        api_urls=api_urls(market, window),
+        proximity_url="" if at is not None else proximity_url(market, window, side, version),
+        api_urls=api_urls(market, window, moment),
+        **signal_pages.pair_context(
+            market=market, snapshot=snapshot, path=path, query={"window": window, "side": side}
+        ),
     )
     return view
 
@@ -382,10 +425,11 @@ def proximity_url(market: Market, window: str, side: str, version: str) -> str:
     return f"{url}?{view_query(window, side, v=version)}"
 
 
-def api_urls(market: Market, window: str) -> dict:
+def api_urls(market: Market, window: str, extra: dict | None = None) -> dict:
     args = [market.exchange.slug, market.slug]
+    query = urlencode({"window": window, **(extra or {})})
     return {
-        kind: f"{reverse(f'api:{kind}', args=args)}?window={window}"
+        kind: f"{reverse(f'api:{kind}', args=args)}?{query}"
         for kind in ("heatmap", "map", "clusters", "proximity")
     }
 
@@ -422,11 +466,17 @@ def widget_context(
 
 
 def proximity_context(
-    request: HttpRequest, *, market: Market, window: str, side: str, shown: str
+    request: HttpRequest,
+    *,
+    market: Market,
+    window: str,
+    side: str,
+    shown: str,
+    at: int | None = None,
 ) -> dict:
     """The pair's widget: the snapshot's proximity, its age, and whether it is newer than the
-    page's."""
-    snapshot = market_snapshot_light(market=market, window=window)
+    page's; with `at`, the replayed moment's (which never changes, so it is not polled)."""
+    snapshot = pair_snapshot(market=market, window=window, at=at)
     context = {"market": market, "window": window, "snapshot": snapshot}
     if snapshot is None:
         return context
@@ -442,11 +492,16 @@ def proximity_context(
             query=(window, side),
         )
     )
+    if at is not None:
+        context.update(proximity_url="", newer=False)
     return context
 
 
 def snapshot_version(snapshot: MapSnapshot) -> str:
-    """Names one computation of one snapshot: its id and when it was computed."""
+    """Names one computation of one snapshot: its id and when it was computed (a replayed map:
+    its market, window, moment and data)."""
+    if replay.is_replay(snapshot):
+        return snapshot.replay_version
     return f"{snapshot.pk}.{int(snapshot.computed_at.timestamp() * 1000)}"
 
 
@@ -538,9 +593,9 @@ def empty_charts_response() -> HttpResponse:
 
 
 def pair_charts_response(
-    request: HttpRequest, *, market: Market, window: str, side: str
+    request: HttpRequest, *, market: Market, window: str, side: str, at: int | None = None
 ) -> HttpResponse:
-    snapshot = market_snapshot_light(market=market, window=window)
+    snapshot = pair_snapshot(market=market, window=window, at=at)
     if snapshot is None:
         return empty_charts_response()
     version = snapshot_version(snapshot)
@@ -550,7 +605,9 @@ def pair_charts_response(
         candles = market_candles(market, result)
         title = chart_title(f"{market.symbol} · {market.exchange.name}", window, side, result)
         events = real_events([market.pk], result)
-        return charts.chart_json(result, candles, side, title, events)
+        start = int(result.heat_times[0]) if len(result.heat_times) else int(result.as_of)
+        layers = signal_pages.chart_layers(market=market, snapshot=snapshot, heat_start=start)
+        return charts.chart_json(result, candles, side, title, events, layers)
 
     payload = charts.cached(f"charts:pair:{version}:{side}", build)
     return chart_response(request, payload, version=version)
@@ -652,6 +709,7 @@ def coin_view(
         "window_links": window_links(path, window, {"side": side}),
         "side_links": side_links(path, window, side),
         "canonical_url": request.build_absolute_uri(f"{path}?{query}"),
+        "coin_signals": signal_pages.coin_signal_rows(markets=markets),
         "page_title": f"{coin} liquidation heatmap across exchanges ({window}) "
         f"— {settings.SITE_NAME}",
         "meta_description": (

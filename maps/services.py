@@ -17,7 +17,16 @@ from django.utils import timezone
 from maps import engine
 from maps.engine.serialize import params_from_json, params_to_json
 from maps.engine.types import Bars, EngineError, Result
-from maps.models import WINDOWS, Calibration, Exchange, MapSnapshot, Market, ms_to_datetime
+from maps.models import (
+    WINDOWS,
+    Calibration,
+    Exchange,
+    MapSnapshot,
+    Market,
+    MarketBacktest,
+    MarketSignals,
+    ms_to_datetime,
+)
 from maps.selectors import market_bars_arrays, market_events_arrays
 
 log = logging.getLogger(__name__)
@@ -48,33 +57,38 @@ def market_bars_for_windows(*, market: Market, windows: Iterable[str]) -> Bars:
 
 def snapshot_from_result(*, market: Market, window: str, result: Result) -> MapSnapshot:
     """Store (insert or replace) the result as the market's snapshot for `window`."""
-    edges = result.edges
     snapshot, _ = MapSnapshot.objects.update_or_create(
-        market=market,
-        window=window,
-        defaults={
-            "as_of": ms_to_datetime(result.as_of),
-            "computed_at": timezone.now(),
-            "engine_version": engine.ENGINE_VERSION,
-            "params": params_to_json(result.params),
-            "last_close": result.last_close,
-            "bin_start": float(edges[0]),
-            "bin_width": float(edges[1] - edges[0]),
-            "bin_count": len(edges) - 1,
-            "data": _npz_bytes(result),
-            "clusters": result.clusters,
-            "proximity": result.proximity,
-            "report": _jsonable_report(result.report),
-        },
+        market=market, window=window, defaults=snapshot_fields(result)
     )
     return snapshot
 
 
-def _npz_bytes(result: Result) -> bytes:
+def snapshot_fields(result: Result, *, compress: bool = True) -> dict:
+    """A MapSnapshot's fields (all but market and window) for an engine result; without
+    `compress`, the arrays are stored as they are (faster, for short-lived copies)."""
+    edges = result.edges
+    return {
+        "as_of": ms_to_datetime(result.as_of),
+        "computed_at": timezone.now(),
+        "engine_version": engine.ENGINE_VERSION,
+        "params": params_to_json(result.params),
+        "last_close": result.last_close,
+        "bin_start": float(edges[0]),
+        "bin_width": float(edges[1] - edges[0]),
+        "bin_count": len(edges) - 1,
+        "data": _npz_bytes(result, compress),
+        "clusters": result.clusters,
+        "proximity": result.proximity,
+        "report": _jsonable_report(result.report),
+    }
+
+
+def _npz_bytes(result: Result, compress: bool = True) -> bytes:
     """The result's arrays as an .npz (what np.load reads), deflated at level 1: float noise
     barely compresses further at higher levels, which take three times as long."""
     buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
+    method = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
+    with zipfile.ZipFile(buffer, "w", method, compresslevel=1 if compress else None) as archive:
         for name, dtype in _ARRAY_DTYPES.items():
             with archive.open(f"{name}.npy", "w") as member:
                 array = np.ascontiguousarray(getattr(result, name), dtype=dtype)
@@ -185,12 +199,14 @@ def market_demo_clear(*, market: Market) -> None:
 
 def market_rows_delete(*, market: Market) -> None:
     """Delete everything stored for the market (bars, raw metrics rows, events, snapshots,
-    calibrations); the market itself and its settings stay."""
+    calibrations, signals, backtest); the market itself and its settings stay."""
     market.bars.all().delete()
     market.metrics_rows.all().delete()
     market.events.all().delete()
     market.snapshots.all().delete()
     market.calibrations.all().delete()
+    MarketSignals.objects.filter(market=market).delete()
+    MarketBacktest.objects.filter(market=market).delete()
 
 
 def exchange_demo_refresh(*, exchange: Exchange) -> None:

@@ -178,7 +178,8 @@ def market_ingest(self, market_id: int) -> int:
 
 @shared_task(bind=True, acks_late=True, max_retries=5, soft_time_limit=1500, time_limit=1800)
 def market_backfill(self, market_id: int) -> int:
-    """Fetch everything the exchange keeps for the market, then recompute its snapshots.
+    """Fetch everything the exchange keeps for the market, then recompute its snapshots and its
+    backtest.
 
     Waits (retries) while another ingestion of the market runs or its exchange cools down;
     returns the bars written.
@@ -195,6 +196,10 @@ def market_backfill(self, market_id: int) -> int:
             raise self.retry(countdown=30)
         report = _ingest(self, market, backfill=True)
     market_refresh_after_commit(market_id)
+    # imported here: the signals' tasks import this module
+    from maps.market_signals.tasks import market_backtest_refresh
+
+    transaction.on_commit(lambda: market_backtest_refresh.delay(market_id))
     return report.written
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from django.urls import path, register_converter
 
 from maps import views
+from maps.market_signals import views as signal_views
 from maps.models import RESERVED_SLUGS
 from maps.risk import views as risk_views
 
@@ -67,5 +68,15 @@ urlpatterns = [
         "<exchange:exchange>/<symbol:symbol>/plan/save/",
         risk_views.planner_save,
         name="planner_save",
+    ),
+    path(
+        "<exchange:exchange>/<symbol:symbol>/signals/",
+        signal_views.pair_signals,
+        name="pair_signals",
+    ),
+    path(
+        "<exchange:exchange>/<symbol:symbol>/backtest/",
+        signal_views.pair_backtest,
+        name="pair_backtest",
     ),
 ]

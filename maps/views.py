@@ -93,7 +93,8 @@ def pair(request: HttpRequest, exchange: str, symbol: str) -> HttpResponse:
     if (exchange, symbol) != (market.exchange.slug, market.slug):
         return canonical_redirect(request, "maps:pair", market.exchange.slug, market.slug)
     window, side = pages.query_window(request), pages.query_side(request)
-    view = pages.pair_view(request, market=market, window=window, side=side)
+    at = pages.query_at(request)
+    view = pages.pair_view(request, market=market, window=window, side=side, at=at)
     if view.not_modified is not None:
         return view.not_modified
     template = "maps/_pair_swap.html" if pages.is_partial(request) else "maps/pair.html"
@@ -108,7 +109,12 @@ def pair_proximity(request: HttpRequest, exchange: str, symbol: str) -> HttpResp
     market = pages.market_or_404(exchange=exchange.lower(), symbol=symbol.lower())
     window, side = pages.query_window(request), pages.query_side(request)
     context = pages.proximity_context(
-        request, market=market, window=window, side=side, shown=request.GET.get("v", "")
+        request,
+        market=market,
+        window=window,
+        side=side,
+        shown=request.GET.get("v", ""),
+        at=pages.query_at(request),
     )
     return pages.revalidate(render(request, "maps/_proximity.html", context))
 
@@ -119,7 +125,8 @@ def pair_charts(request: HttpRequest, exchange: str, symbol: str) -> HttpRespons
     """The pair's charts as Bokeh embed JSON (gzip when the client takes it)."""
     market = pages.market_or_404(exchange=exchange.lower(), symbol=symbol.lower())
     window, side = pages.query_window(request), pages.query_side(request)
-    return pages.pair_charts_response(request, market=market, window=window, side=side)
+    at = pages.query_at(request)
+    return pages.pair_charts_response(request, market=market, window=window, side=side, at=at)
 
 
 @require_safe

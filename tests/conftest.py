@@ -422,3 +422,36 @@ def fake_http_server():
     yield server
     server.shutdown()
     server.server_close()
+# Signals: simulated markets with scheduled shocks (tests/shock_market.py).
+
+
+@pytest.fixture
+def shocked_market(db, market_factory):
+    """make(symbol, exchange, *, days, shocks, events=True, windows=("7d",), seed=8) ->
+    (Market, ShockMarket): the simulation stored (its true liquidations as the market's events
+    unless events=False), the last bar one step before now, snapshots computed."""
+    from django.utils import timezone
+
+    from maps.services import market_snapshots_compute
+    from tests.shock_market import market_store, shock_market
+
+    def make(
+        symbol: str = "BTCUSDT",
+        exchange: str = "binance",
+        *,
+        days: int = 10,
+        shocks=(),
+        events: bool = True,
+        windows: tuple[str, ...] = ("7d",),
+        seed: int = 8,
+        **extra,
+    ):
+        market = market_factory(symbol, exchange, **extra)
+        now_ms = int(timezone.now().timestamp() * 1000)
+        end_ms = now_ms // market.step_ms * market.step_ms - market.step_ms
+        sim = shock_market(seed=seed, days=days, end_ms=end_ms, shocks=list(shocks))
+        market_store(market, sim, events=events)
+        market_snapshots_compute(market=market, windows=list(windows))
+        return market, sim
+
+    return make

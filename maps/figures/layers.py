@@ -16,7 +16,7 @@ import numpy as np
 from bokeh.models import ColumnDataSource
 
 from maps.charts import PlotData
-from maps.figures import style
+from maps.figures import signals, style
 from maps.figures.panes import Panes, cumulative_axis
 
 MARKER_MIN_PX = 5.0
@@ -140,4 +140,7 @@ LAYERS: list[Layer] = [
     Layer("candles", "Candles", draw_candles),
     Layer("real", "Real liquidations", draw_real),
     Layer("cumulative", "Cumulative curves", draw_cumulative),
+    Layer("cascades", "Cascades", signals.draw_cascades),
+    Layer("sweeps", "Sweeps", signals.draw_sweeps),
+    Layer("replay", "Price after the moment", signals.draw_replay),
 ]

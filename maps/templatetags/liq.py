@@ -7,6 +7,7 @@ import re
 from django import template
 from django.utils.html import escape
 from django.utils.safestring import mark_safe
+from django.utils.text import slugify
 
 from liqsite.assets import asset_url
 from maps.formatting import age, distance, duration, factor, ms_utc, pct, price, share, usd
@@ -98,7 +99,9 @@ def markdown(text: str) -> str:
             i = end + 1
         elif match := re.match(r"(#{1,4})\s+(.*)", line):
             level = len(match.group(1))
-            html.append(f"<h{level}>{_inline(match.group(2))}</h{level}>")
+            # sections (##, ###) can be linked to: /model/#signals
+            anchor = f' id="{slugify(match.group(2))}"' if level > 1 else ""
+            html.append(f"<h{level}{anchor}>{_inline(match.group(2))}</h{level}>")
             i += 1
         elif line.startswith("|"):
             i = _table(lines, i, html)

@@ -26,6 +26,7 @@ from maps.binance_vision import (
 )
 from maps.engine.alignment import STAMPINGS
 from maps.engine.types import EngineError, iso_utc
+from maps.market_signals.services import signals_summary
 from maps.models import Market
 from maps.services import market_demo_clear, market_snapshots_compute
 
@@ -206,3 +207,5 @@ class Command(BaseCommand):
             self.stdout.write(f"  maps recomputed: {windows}")
         else:
             self.stdout.write("  maps: not enough bars yet (at least 2 steps are needed)")
+            return
+        self.stdout.write(f"  {signals_summary(market)}")

@@ -13,6 +13,7 @@ from django.utils import timezone
 from maps.binance_vision import ImportFailed
 from maps.demo import COINS, STEP_MS, VENUES, demo_end_ms, demo_real_sample, demo_seed
 from maps.engine.types import EngineError, iso_utc
+from maps.market_signals.services import signals_summary
 from maps.models import Bar, Market
 from maps.services import market_calibrate, market_snapshots_compute
 
@@ -148,3 +149,10 @@ class Command(BaseCommand):
             f"Maps: {count} snapshots ({len(settings.LIQSITE_WINDOWS)} windows x "
             f"{len(markets)} markets) in {time.perf_counter() - started:.1f} s"
         )
+        started = time.perf_counter()
+        for market in markets:
+            line = signals_summary(market)
+            if self.verbosity >= 2:
+                self.stdout.write(f"  {market}: {line}")
+        took = time.perf_counter() - started
+        self.stdout.write(f"Signals and backtests: {len(markets)} markets in {took:.1f} s")

@@ -185,10 +185,11 @@ def market_windows_start(*, market: Market) -> list[dict]:
 
 
 def coin_events_arrays(*, market_ids: list[int], start: datetime, end: datetime) -> Events:
-    """Real liquidation events of several markets (one coin) with start <= time < end."""
-    parts = [market_events_arrays(market_id=m, start=start, end=end) for m in market_ids]
+    """Real liquidation events of several markets (one coin) with start <= time < end (those with
+    impossible values left out, see `market_events_arrays`)."""
+    parts = [market_events_arrays(market_id=m, start=start, end=end)[0] for m in market_ids]
     if not parts:
-        return market_events_arrays(market_id=0, start=start, end=end)
+        return market_events_arrays(market_id=0, start=start, end=end)[0]
     return Events(
         time=np.concatenate([e.time for e in parts]),
         is_long=np.concatenate([e.is_long for e in parts]),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--headless",
@@ -48,3 +50,13 @@ def touch_drag(page, x: float, y: float, dy: float, steps: int = 8) -> None:
         page.wait_for_timeout(16)
     cdp.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
     cdp.detach()
+
+
+def context_close(context) -> None:
+    """Close a browser context once its pages have no request in flight: a request the live
+    server is still answering when the test's database access ends fails its teardown."""
+    for page in context.pages:
+        # a page that never settles (a poll every second) is closed anyway
+        with contextlib.suppress(Exception):
+            page.wait_for_load_state("networkidle", timeout=10_000)
+    context.close()

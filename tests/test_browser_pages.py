@@ -16,7 +16,7 @@ from django.core.management import call_command
 from django.utils import timezone
 
 from maps.models import MapSnapshot
-from tests.browser import chromium_launch
+from tests.browser import chromium_launch, context_close
 
 pytestmark = [
     pytest.mark.browser,
@@ -47,7 +47,7 @@ def context(browser, live_server):
     context = browser.new_context(viewport={"width": 1440, "height": 1000})
     context.grant_permissions(["clipboard-read", "clipboard-write"], origin=live_server.url)
     yield context
-    context.close()
+    context_close(context)
 
 
 @pytest.fixture

@@ -132,7 +132,7 @@ def test_it_says_in_make_run_and_the_readme_that_debug_is_an_explicit_opt_in():
     makefile = (BASE_DIR / "Makefile").read_text()
     readme = (BASE_DIR / "README.md").read_text()
 
-    assert "DEBUG=$(DEBUG) $(PY) manage.py runserver" in makefile
+    assert "DEBUG=$(DEBUG) $(PY) manage.py serve" in makefile
     assert re.search(r"^DEBUG \?=\s*$", makefile, re.MULTILINE)
     assert "make run DEBUG=1" in readme
 

@@ -422,6 +422,8 @@ def fake_http_server():
     yield server
     server.shutdown()
     server.server_close()
+
+
 # Signals: simulated markets with scheduled shocks (tests/shock_market.py).
 
 

@@ -76,7 +76,7 @@ def test_it_shows_the_panels_and_replays_the_map_from_its_controls(page, live_se
     names = page.evaluate(
         "() => Array.from(Bokeh.documents.at(-1).all_models).map(m => m.name).filter(n => n)"
     )
-    assert "replay-after" in names and "signals-cascades" in names
+    assert "layer:replay" in names and "layer:cascades" in names
     assert page.evaluate("window.__sameDocument") is True
     page.click(".replay__banner a")
     page.wait_for_function("() => !document.querySelector('.replay__banner')", timeout=20_000)

@@ -93,7 +93,11 @@ def test_it_opens_the_pair_page_as_of_a_past_moment(client, market):
     assert context["snapshot"].pk is None and context["snapshot"].as_of == ms_to_datetime(
         result.as_of
     )
-    assert context["proximity"] == result.proximity
+    assert context["snapshot"].proximity == result.proximity
+    shown = context["proximity"]  # the engine's figures, and what the widget adds beside them
+    for side in ("long", "short"):
+        if result.proximity[side] is not None:
+            assert result.proximity[side].items() <= shown[side].items()
     assert "Back to the live map" in body
 
 
@@ -106,9 +110,9 @@ def test_it_draws_the_price_that_followed_over_the_replayed_heatmap(client, mark
     assert response.status_code == 200
     item = json.loads(gzip.decompress(response.content))
     text = json.dumps(item)
-    assert '"replay-after"' in text and '"replay-moment"' in text
+    assert text.count('"layer:replay"') >= 2  # the moment and the path after it
     live = client.get(reverse("maps:pair_charts", args=[market.exchange.slug, market.slug]))
-    assert '"replay-after"' not in live.content.decode(errors="ignore")
+    assert '"layer:replay"' not in live.content.decode(errors="ignore")
 
 
 def test_it_loads_the_signals_of_the_replayed_moment_in_a_fragment(client, market):

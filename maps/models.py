@@ -32,6 +32,14 @@ STEP_CHOICES = [
 ]
 
 
+GRADE_CHOICES = [
+    ("A", "A: reliable"),
+    ("B", "B: good"),
+    ("C", "C: thin"),
+    ("D", "D: unreliable"),
+]
+
+
 # Names of the site's own sections: an exchange slug may never take one, or its pages would be
 # shadowed by (or shadow) admin/, api/, accounts/, watchlist/, healthz and the rest.
 RESERVED_SLUGS = ("accounts", "admin", "api", "coin", "healthz", "model", "static", "watchlist")
@@ -130,6 +138,42 @@ class Market(models.Model):
     last_error = models.TextField(blank=True)
     last_error_at = models.DateTimeField(null=True, blank=True)
     created = models.DateTimeField(auto_now_add=True)
+
+    # Whole-exchange coverage (maps/coverage/): what track_markets last read on the exchange.
+    auto_tracked = models.BooleanField(
+        default=False,
+        help_text="Tracked by track_markets, which untracks it when its open interest falls "
+        "below the threshold; markets tracked by hand are left tracked",
+    )
+    listed_oi_usd = models.FloatField(
+        "listed open interest (USD)",
+        null=True,
+        blank=True,
+        help_text="Open interest in USD when the exchange's list was last read",
+    )
+    listed_at = models.DateTimeField(null=True, blank=True, help_text="Last seen listed")
+    delisted_at = models.DateTimeField(
+        null=True, blank=True, help_text="When it was found gone from the exchange's list"
+    )
+    tracking_note = models.CharField(
+        max_length=200, blank=True, help_text="Why track_markets last tracked or untracked it"
+    )
+
+    # Reliability grade (maps/analytics/grades.py), recomputed with the maps.
+    grade = models.CharField(max_length=1, blank=True, choices=GRADE_CHOICES)
+    grade_reasons = models.JSONField(default=list, blank=True)
+    graded_at = models.DateTimeField(null=True, blank=True)
+    oi_usd = models.FloatField(
+        "open interest (USD)", null=True, blank=True, help_text="At the last bar"
+    )
+
+    # The pipeline: what the maps reflect, and whether the beat has this market in the queue.
+    maps_as_of = models.DateTimeField(
+        null=True, blank=True, help_text="Last step the stored maps reflect"
+    )
+    queued_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the beat queued its ingestion; cleared when done"
+    )
 
     objects = MarketQuerySet.as_manager()
 

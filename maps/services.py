@@ -7,7 +7,7 @@ import logging
 import zipfile
 from collections.abc import Iterable
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import numpy as np
 from django.conf import settings
@@ -15,12 +15,15 @@ from django.db import transaction
 from django.utils import timezone
 
 from maps import engine
+from maps.coverage.grading import market_grade_refresh
 from maps.engine.serialize import params_from_json, params_to_json
 from maps.engine.types import Bars, EngineError, Result
 from maps.models import WINDOWS, Calibration, Exchange, MapSnapshot, Market, ms_to_datetime
 from maps.selectors import market_bars_arrays, market_events_arrays
 
 log = logging.getLogger(__name__)
+
+TOO_FEW_STEPS = "fewer than 2 steps"  # the engine's words for a window the data cannot fill
 
 _ARRAY_DTYPES = {
     "heat_times": np.int64,
@@ -48,26 +51,61 @@ def market_bars_for_windows(*, market: Market, windows: Iterable[str]) -> Bars:
 
 def snapshot_from_result(*, market: Market, window: str, result: Result) -> MapSnapshot:
     """Store (insert or replace) the result as the market's snapshot for `window`."""
-    edges = result.edges
     snapshot, _ = MapSnapshot.objects.update_or_create(
-        market=market,
-        window=window,
-        defaults={
-            "as_of": ms_to_datetime(result.as_of),
-            "computed_at": timezone.now(),
-            "engine_version": engine.ENGINE_VERSION,
-            "params": params_to_json(result.params),
-            "last_close": result.last_close,
-            "bin_start": float(edges[0]),
-            "bin_width": float(edges[1] - edges[0]),
-            "bin_count": len(edges) - 1,
-            "data": _npz_bytes(result),
-            "clusters": result.clusters,
-            "proximity": result.proximity,
-            "report": _jsonable_report(result.report),
-        },
+        market=market, window=window, defaults=snapshot_fields(result)
     )
     return snapshot
+
+
+def snapshot_fields(result: Result, *, computed_at: datetime | None = None) -> dict:
+    """A snapshot's stored fields (everything but market and window) for an engine result."""
+    edges = result.edges
+    return {
+        "as_of": ms_to_datetime(result.as_of),
+        "computed_at": computed_at or timezone.now(),
+        "engine_version": engine.ENGINE_VERSION,
+        "params": params_to_json(result.params),
+        "last_close": result.last_close,
+        "bin_start": float(edges[0]),
+        "bin_width": float(edges[1] - edges[0]),
+        "bin_count": len(edges) - 1,
+        "data": _npz_bytes(result),
+        "clusters": result.clusters,
+        "proximity": result.proximity,
+        "report": _jsonable_report(result.report),
+    }
+
+
+SNAPSHOT_FIELDS = [
+    "as_of",
+    "computed_at",
+    "engine_version",
+    "params",
+    "last_close",
+    "bin_start",
+    "bin_width",
+    "bin_count",
+    "data",
+    "clusters",
+    "proximity",
+    "report",
+]
+
+
+def snapshots_store(
+    *, market: Market, results: dict[str, Result], now: datetime
+) -> list[MapSnapshot]:
+    """Insert or replace the market's snapshots for these windows in one statement."""
+    snapshots = [
+        MapSnapshot(market=market, window=window, **snapshot_fields(result, computed_at=now))
+        for window, result in results.items()
+    ]
+    return MapSnapshot.objects.bulk_create(
+        snapshots,
+        update_conflicts=True,
+        unique_fields=["market", "window"],
+        update_fields=SNAPSHOT_FIELDS,
+    )
 
 
 def _npz_bytes(result: Result) -> bytes:
@@ -110,21 +148,36 @@ def snapshot_to_result(snapshot: MapSnapshot) -> Result:
 def market_snapshots_compute(
     *, market: Market, windows: Iterable[str] | None = None
 ) -> list[MapSnapshot]:
-    """Recompute the market's snapshot for each window from its stored bars.
+    """Recompute the market's snapshot for each window from one pass of the engine over its
+    stored bars (maps.engine.run_windows), and store them, with the market's reliability grade,
+    in one transaction.
 
-    A window the data cannot fill yet (fewer than two steps) keeps no snapshot; bad stored data
-    raises EngineError, which the caller records on the market.
+    A window the data cannot fill yet (fewer than two steps) keeps no snapshot. Any other window
+    the engine refuses (bad stored data) raises EngineError naming it, once the others are
+    stored; the caller records it on the market.
     """
     windows = list(windows or settings.LIQSITE_WINDOWS)
     bars = market_bars_for_windows(market=market, windows=windows)
     if len(bars.ts) < 2:
         return []
-    snapshots = []
-    for window in windows:
-        params = market.engine_params(window, max_columns=settings.LIQSITE_MAX_COLUMNS)
-        result = engine.run(bars, params)
-        with transaction.atomic():
-            snapshots.append(snapshot_from_result(market=market, window=window, result=result))
+    params = {
+        window: market.engine_params(window, max_columns=settings.LIQSITE_MAX_COLUMNS)
+        for window in windows
+    }
+    computed = engine.run_windows(bars, params)
+    now = timezone.now()
+    with transaction.atomic():
+        snapshots = snapshots_store(market=market, results=computed.results, now=now)
+        market_grade_refresh(market=market, bars=bars, now=now)
+        if computed.results:
+            as_of = ms_to_datetime(max(r.as_of for r in computed.results.values()))
+            Market.objects.filter(pk=market.pk).update(maps_as_of=as_of)
+    failed: dict[str, list[str]] = {}
+    for window, error in computed.errors.items():
+        if TOO_FEW_STEPS not in error:
+            failed.setdefault(error, []).append(window)
+    if failed:
+        raise EngineError("; ".join(f"{', '.join(w)}: {error}" for error, w in failed.items()))
     return snapshots
 
 

@@ -45,7 +45,7 @@ WORKER_ARGS = [
     "liqsite",
     "worker",
     "-Q",
-    "ingest,compute",
+    "ingest,ingest.binance,ingest.bybit,ingest.okx,compute",
     "-c",
     "1",
     "--without-gossip",

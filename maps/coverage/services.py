@@ -91,6 +91,13 @@ def exchange_for_connector(cls: type[Connector]) -> Exchange:
                 "ccxt_id": cls.ccxt_id,
             },
         )
+    if not exchange.ccxt_id:
+        exchange.ccxt_id = cls.ccxt_id
+        exchange.save(update_fields=["ccxt_id"])
+    elif exchange.ccxt_id != cls.ccxt_id:
+        raise ConnectorError(
+            f"the exchange {exchange.slug!r} is fed by {exchange.ccxt_id!r}, not {cls.ccxt_id!r}"
+        )
     return exchange
 
 

@@ -190,6 +190,13 @@ class Market(models.Model):
     def get_absolute_url(self) -> str:
         return reverse("maps:pair", args=[self.exchange.slug, self.slug])
 
+    @property
+    def grade_summary(self) -> str:
+        """The reasons that set the reliability grade, in one line."""
+        return "; ".join(
+            r.get("text", "") for r in self.grade_reasons if r.get("grade") == self.grade
+        )
+
     def engine_params(self, window: str = "7d", *, max_columns: int = 500) -> Params:
         """The engine's parameters for this market and one of WINDOWS."""
         holding = None if self.holding_hours is None else round(self.holding_hours * 3_600_000)

@@ -218,7 +218,7 @@ def test_it_changes_nothing_when_the_exchange_answers_an_error(db, listing):
     before = sorted(Market.objects.values_list("symbol", "tracked", "listed_at"))
     error = {"path": "/v5/market/tickers", "file": "error_params.json"}
 
-    with pytest.raises(Exception, match="10001|Params error|parameter"):
+    with pytest.raises(Exception, match=r"10001|Params error|parameter"):
         exchange_markets_track(exchange="bybit", connector=listing("bybit", "day2", error))
 
     assert sorted(Market.objects.values_list("symbol", "tracked", "listed_at")) == before

@@ -84,7 +84,7 @@ def test_it_explains_sparse_trading_in_words():
     grade = market_grade(deep(traded_usd_per_5min=4_200.0, idle_share=0.42))
 
     assert reason(grade, "trading").text == (
-        "Sparse trading: $4.2K traded per 5 minutes (median), 42% of steps without a trade"
+        "Sparse trading: $4.2K traded per 5 minutes on average, 42% of steps without a trade"
     )
     assert grade.grade == "D"
     assert grade.reasons[0].criterion == "trading"  # the worst reason comes first
@@ -153,7 +153,7 @@ def test_it_takes_the_worst_criterion_and_summarises_it():
     assert grade.grade == "D"
     assert grade.summary == (
         "Open interest $3M: few leveraged positions to map; "
-        "Sparse trading: $2K traded per 5 minutes (median), 50% of steps without a trade"
+        "Sparse trading: $2K traded per 5 minutes on average, 50% of steps without a trade"
     )
 
 
@@ -191,7 +191,7 @@ def test_it_reads_activity_from_the_last_seven_days_of_bars():
     assert activity["completeness"] == pytest.approx(1 - 60 / (7 * 288))
     assert activity["history_days"] == pytest.approx(10.0)
     assert activity["idle_share"] == pytest.approx((288 - 60) / (7 * 288 - 60))
-    assert activity["traded_usd_per_5min"] == 500.0
+    assert activity["traded_usd_per_5min"] == pytest.approx(500.0 * (1 - activity["idle_share"]))
 
 
 def test_it_scales_traded_usd_to_five_minutes_on_longer_steps():

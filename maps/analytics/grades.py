@@ -6,8 +6,8 @@ worst of the criteria that could be judged. The thresholds are the rules written
 docs/model.md ("Reliability grades"); change them there too.
 
 - open interest in USD: few leveraged positions leave few liquidation levels to find;
-- trading: traded USD per 5 minutes and the share of steps without a trade (a thin book moves in
-  jumps, so price paths and long/short splits are noisy);
+- trading: average traded USD per 5 minutes and the share of steps without a trade (a thin book
+  moves in jumps, so price paths and long/short splits are noisy);
 - completeness: the share of the last 7 days' steps that are stored (gaps and skipped steps);
 - history: how many days of bars there are (positions opened before the first bar are unknown);
 - model skill, when calibrated on enough real liquidations: the correlation of estimated and real
@@ -39,7 +39,7 @@ COMPLETENESS = (0.995, 0.98, 0.90)
 HISTORY_DAYS = (7, 3, 1)
 SKILL_LIFT = (0.20, 0.10, 0.02)  # zone hit rate minus coverage
 SKILL_CORR = (0.5, 0.3)  # A and B also need this correlation
-COIN_SHARE = (0.20, 0.05)
+COIN_SHARE = (0.10, 0.03)
 
 
 @dataclass(frozen=True)
@@ -98,7 +98,7 @@ def bars_activity(
     step_ms: int,
 ) -> dict:
     """The bar-derived inputs over the last 7 days ending at the last bar's end: open interest
-    in USD at the last bar, median traded USD per 5 minutes, share of steps without a trade,
+    in USD at the last bar, average traded USD per 5 minutes, share of steps without a trade,
     share of the expected steps stored (and how many are missing), and days of history."""
     ts = np.asarray(ts, dtype=np.int64)
     if len(ts) == 0:
@@ -118,7 +118,7 @@ def bars_activity(
     traded = np.asarray(volume, dtype=np.float64)[recent] * np.asarray(close)[recent]
     return {
         "oi_usd": float(open_interest[-1] * close[-1]),
-        "traded_usd_per_5min": float(np.median(traded)) * FIVE_MINUTES_MS / step_ms,
+        "traded_usd_per_5min": float(traded.mean()) * FIVE_MINUTES_MS / step_ms,
         "idle_share": float(np.mean(traded <= 0)),
         "completeness": min(1.0, present / expected),
         "missing_steps": max(0, expected - present),
@@ -172,7 +172,7 @@ def _trading(per_5min: float | None, idle: float | None) -> Reason:
     by_idle = _level(-idle, tuple(-b for b in IDLE_SHARE))
     grade = _worse(by_volume, by_idle)
     idle_text = "no step without a trade" if idle == 0 else f"{idle:.0%} of steps without a trade"
-    text = f"{usd(per_5min)} traded per 5 minutes (median), {idle_text}"
+    text = f"{usd(per_5min)} traded per 5 minutes on average, {idle_text}"
     if grade in ("C", "D"):
         text = "Sparse trading: " + text
     return Reason("trading", grade, text)

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from django.db.models import Count, Sum
+from django.db.models import F, FloatField, OuterRef, Subquery
 
 from maps.analytics.grades import Grade, GradeInputs, Skill, bars_activity, market_grade
 from maps.engine.types import Bars
-from maps.models import Calibration, Market
+from maps.models import Bar, Calibration, Market
 
 
 def market_grade_refresh(*, market: Market, bars: Bars, now: datetime) -> Grade:
@@ -50,18 +50,26 @@ def market_skill(*, market: Market) -> Skill | None:
 
 
 def coin_share(*, market: Market, oi_usd: float | None) -> tuple[float | None, int]:
-    """This market's share of its coin's open interest over the tracked markets of the coin
-    (demo with demo, real with real) whose open interest is known, and how many they are."""
+    """This market's share of its coin's open interest over the coin's tracked markets (demo
+    with demo, real with real), each valued at its last bar, and how many they are."""
     if oi_usd is None or oi_usd <= 0:
         return None, 1
-    others = (
+    last = Bar.objects.filter(market=OuterRef("pk")).order_by("-time")
+    values = (
         Market.objects.tracked()
-        .filter(base__iexact=market.base, is_demo=market.is_demo, oi_usd__gt=0)
+        .filter(base__iexact=market.base, is_demo=market.is_demo)
         .exclude(pk=market.pk)
-        .aggregate(total=Sum("oi_usd"), count=Count("pk"))
+        .annotate(
+            usd=Subquery(
+                last.annotate(usd=F("open_interest") * F("close")).values("usd")[:1],
+                output_field=FloatField(),
+            )
+        )
+        .filter(usd__gt=0)
+        .values_list("usd", flat=True)
     )
-    total = (others["total"] or 0.0) + oi_usd
-    return oi_usd / total, 1 + (others["count"] or 0)
+    others = list(values)
+    return oi_usd / (oi_usd + sum(others)), 1 + len(others)
 
 
 def market_grade_store(

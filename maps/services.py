@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import io
 import logging
-import zipfile
+import struct
+import zlib
 from collections.abc import Iterable
 from dataclasses import replace
 from datetime import datetime, timedelta
 
 import numpy as np
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from maps import engine
@@ -109,15 +110,45 @@ def snapshots_store(
 
 
 def _npz_bytes(result: Result) -> bytes:
-    """The result's arrays as an .npz (what np.load reads), deflated at level 1: float noise
-    barely compresses further at higher levels, which take three times as long."""
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
-        for name, dtype in _ARRAY_DTYPES.items():
-            with archive.open(f"{name}.npy", "w") as member:
-                array = np.ascontiguousarray(getattr(result, name), dtype=dtype)
-                np.lib.format.write_array(member, array, allow_pickle=False)
-    return buffer.getvalue()
+    """The result's arrays as an .npz (what np.load reads): a zip of .npy members, each deflated
+    with zlib's run-length strategy. Float noise barely compresses, so the only redundancy is the
+    runs of empty bins; run-length matching finds those three times as fast as level 1's full
+    search, in slightly fewer bytes."""
+    members = []
+    for name, dtype in _ARRAY_DTYPES.items():
+        buffer = io.BytesIO()
+        array = np.ascontiguousarray(getattr(result, name), dtype=dtype)
+        np.lib.format.write_array(buffer, array, allow_pickle=False)
+        members.append((f"{name}.npy", buffer.getvalue()))
+    return zip_deflated(members)
+
+
+_ZIP_TIME, _ZIP_DATE = 0, (1980 - 1980) << 9 | 1 << 5 | 1  # 1980-01-01 00:00, the zip epoch
+
+
+def zip_deflated(members: list[tuple[str, bytes]]) -> bytes:
+    """A zip archive (no zip64: each member under 4 GiB) of raw-deflated members."""
+    out = io.BytesIO()
+    directory = []
+    for name, data in members:
+        packer = zlib.compressobj(1, zlib.DEFLATED, -15, 8, zlib.Z_RLE)
+        packed = packer.compress(data) + packer.flush()
+        crc, offset, encoded = zlib.crc32(data), out.tell(), name.encode()
+        sizes = (crc, len(packed), len(data), len(encoded))
+        header = (0x04034B50, 20, 0, 8, _ZIP_TIME, _ZIP_DATE, *sizes, 0)
+        out.write(struct.pack("<IHHHHHIIIHH", *header))
+        out.write(encoded)
+        out.write(packed)
+        directory.append((encoded, sizes, offset))
+    start = out.tell()
+    for encoded, sizes, offset in directory:
+        entry = (0x02014B50, 20, 20, 0, 8, _ZIP_TIME, _ZIP_DATE, *sizes, 0, 0, 0, 0, 0, offset)
+        out.write(struct.pack("<IHHHHHHIIIHHHHHII", *entry))
+        out.write(encoded)
+    size = out.tell() - start
+    count = len(directory)
+    out.write(struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, count, count, size, start, 0))
+    return out.getvalue()
 
 
 def _jsonable_report(report: dict) -> dict:
@@ -167,6 +198,11 @@ def market_snapshots_compute(
     computed = engine.run_windows(bars, params)
     now = timezone.now()
     with transaction.atomic():
+        if connection.vendor == "postgresql":
+            # Snapshots are derived data: a crash may lose the last instant's, which the next
+            # refresh recomputes, so their commit need not wait for the WAL to reach the disk.
+            with connection.cursor() as cursor:
+                cursor.execute("SET LOCAL synchronous_commit TO OFF")
         snapshots = snapshots_store(market=market, results=computed.results, now=now)
         market_grade_refresh(market=market, bars=bars, now=now)
         if computed.results:

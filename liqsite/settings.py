@@ -7,6 +7,7 @@ workers. `.env.example` lists every variable.
 
 from __future__ import annotations
 
+import math
 import os
 import warnings
 from pathlib import Path
@@ -53,6 +54,19 @@ def envint(name: str, default: int, *, minimum: int = 0) -> int:
         raise ImproperlyConfigured(f"{name}={raw!r} is not an integer") from None
     if value < minimum:
         raise ImproperlyConfigured(f"{name}={value} must be at least {minimum}")
+    return value
+
+
+def envfloat(name: str, default: float, *, minimum: float = 0.0) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name}={raw!r} is not a number") from None
+    if not math.isfinite(value) or value < minimum:
+        raise ImproperlyConfigured(f"{name}={raw!r} must be a finite number of at least {minimum}")
     return value
 
 
@@ -240,6 +254,8 @@ CELERY_TASK_ROUTES = {
     "maps.tasks.market_ingest": {"queue": "ingest"},
     "maps.tasks.market_backfill": {"queue": "ingest"},
     "maps.tasks.markets_ingest_tracked": {"queue": "ingest"},
+    "maps.tasks.exchange_track_markets": {"queue": "ingest"},
+    "maps.tasks.exchanges_track_markets": {"queue": "ingest"},
     "maps.tasks.*": {"queue": "compute"},
 }
 CELERY_WORKER_SEND_TASK_EVENTS = False
@@ -263,9 +279,24 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": crontab(hour=3, minute=47),
         "options": {"expires": 3600},
     },
+    "track-exchange-markets": {
+        "task": "maps.tasks.exchanges_track_markets",
+        "schedule": crontab(hour=2, minute=47),
+        "options": {"expires": 3600},
+    },
 }
 # Task modules outside an app's tasks.py (autodiscover finds only those).
 CELERY_IMPORTS = ["maps.market_signals.tasks"]
+# Whole-exchange coverage: the exchanges whose linear perpetuals settled in the quote are read
+# again daily (and by the admin action), tracking those whose open interest reaches the minimum.
+LIQSITE_COVERAGE_EXCHANGES = envlist("LIQSITE_COVERAGE_EXCHANGES", [])
+_unknown = set(LIQSITE_COVERAGE_EXCHANGES) - {"binance", "bybit", "okx"}
+if _unknown:
+    raise ImproperlyConfigured(
+        f"LIQSITE_COVERAGE_EXCHANGES names {', '.join(sorted(_unknown))}: use binance, bybit, okx"
+    )
+LIQSITE_COVERAGE_QUOTE = envstr("LIQSITE_COVERAGE_QUOTE", "USDT").upper()
+LIQSITE_COVERAGE_MIN_OI_USD = envfloat("LIQSITE_COVERAGE_MIN_OI_USD", 5e6)
 # Ingestion: how far back a backfill reaches (the exchanges may allow less), and, for tests and
 # offline demos, a directory of recorded exchange answers to use instead of the network.
 LIQSITE_BACKFILL_DAYS = envint("LIQSITE_BACKFILL_DAYS", 90, minimum=1)

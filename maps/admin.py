@@ -4,16 +4,22 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.db import transaction
 from django.db.models import Count, IntegerField, OuterRef, QuerySet, Subquery, Value
 from django.db.models.functions import Coalesce
 from django.http import HttpRequest
+from django.template.response import TemplateResponse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.timesince import timesince
 
 from maps import tasks
+from maps.connectors import CONNECTORS
+from maps.coverage.selectors import cooling_exchanges, market_staleness, markets_freshness
+from maps.formatting import usd
 from maps.metrics_rows import market_open_interest_realign
 from maps.models import (
     BAR_VALUE_FIELDS,
@@ -34,8 +40,34 @@ DEMO_BADGE = (
 )
 
 
+GRADE_COLOURS = {"A": "#15803d", "B": "#4d7c0f", "C": "#b45309", "D": "#b91c1c"}
+GRADE_BADGE = (
+    '<span style="background:{};color:#fff;border-radius:3px;padding:1px 6px;'
+    'font-weight:bold" title="{}">{}</span>'
+)
+
+
 def demo_badge(is_demo: bool) -> str:
     return format_html(DEMO_BADGE, "DEMO") if is_demo else ""
+
+
+def grade_badge(market: Market) -> str:
+    if not market.grade:
+        return "-"
+    worst = [r["text"] for r in market.grade_reasons if r.get("grade") == market.grade]
+    colour = GRADE_COLOURS.get(market.grade, "#555")
+    return format_html(GRADE_BADGE, colour, "; ".join(worst), market.grade)
+
+
+STALE_FIELDS = (
+    "symbol",
+    "step_ms",
+    "last_bar_at",
+    "last_ingest_at",
+    "last_error",
+    "queued_at",
+    "maps_as_of",
+)
 
 
 def age(moment) -> str:
@@ -90,6 +122,7 @@ class ExchangeAdmin(admin.ModelAdmin):
     list_filter = [DemoFilter]
     search_fields = ["name", "slug", "ccxt_id"]
     prepopulated_fields = {"slug": ["name"]}
+    actions = ["track_markets"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         return super().get_queryset(request).annotate(market_count=Count("markets"))
@@ -102,6 +135,68 @@ class ExchangeAdmin(admin.ModelAdmin):
     def market_count(self, obj: Exchange) -> int:
         return obj.market_count
 
+    @admin.action(
+        description="Track every perpetual above an open-interest threshold",
+        permissions=["change"],
+    )
+    def track_markets(self, request: HttpRequest, queryset: QuerySet):
+        """Ask for the quote and threshold, then queue one listing per exchange (the command
+        `manage.py track_markets` does the same in the foreground)."""
+        feedable = [e for e in queryset if e.ccxt_id in CONNECTORS]
+        for exchange in queryset:
+            if exchange.ccxt_id not in CONNECTORS:
+                self.message_user(
+                    request,
+                    f"{exchange}: no connector for ccxt id {exchange.ccxt_id!r}: left out.",
+                    messages.WARNING,
+                )
+        if not feedable:
+            return None
+        form = TrackMarketsForm(request.POST if "apply" in request.POST else None)
+        if not form.is_valid():
+            context = {
+                **self.admin_site.each_context(request),
+                "title": "Track every perpetual above a threshold",
+                "exchanges": feedable,
+                "form": form,
+                "opts": self.model._meta,
+                "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+            }
+            return TemplateResponse(request, "admin/maps/exchange/track_markets.html", context)
+        quote, minimum = form.cleaned_data["quote"], form.cleaned_data["min_oi_usd"]
+        for exchange in feedable:
+            slug = CONNECTORS[exchange.ccxt_id].slug
+            transaction.on_commit(
+                lambda s=slug: tasks.exchange_track_markets.delay(s, quote, minimum)
+            )
+        names = ", ".join(e.name for e in feedable)
+        self.message_user(
+            request,
+            f"Reading the {quote} perpetuals of {names}: those with at least {usd(minimum)} of "
+            "open interest will be tracked (and backfilled within a minute), those below or "
+            "delisted untracked with their data kept. See the markets list.",
+            messages.SUCCESS,
+        )
+        return None
+
+
+class TrackMarketsForm(forms.Form):
+    quote = forms.RegexField(
+        regex=r"^[A-Za-z0-9]{2,10}$",
+        initial=settings.LIQSITE_COVERAGE_QUOTE,
+        help_text="Settlement currency of the perpetuals, e.g. USDT",
+    )
+    min_oi_usd = forms.FloatField(
+        label="Minimum open interest (USD)",
+        min_value=0,
+        initial=settings.LIQSITE_COVERAGE_MIN_OI_USD,
+        help_text="Markets at or above it are tracked; those tracked this way are untracked "
+        "when they fall below",
+    )
+
+    def clean_quote(self) -> str:
+        return self.cleaned_data["quote"].upper()
+
 
 @admin.register(Market)
 class MarketAdmin(admin.ModelAdmin):
@@ -111,15 +206,25 @@ class MarketAdmin(admin.ModelAdmin):
         "base",
         "tracked",
         "demo",
+        "grade_column",
         "step_ms",
         "last_bar_at",
         "lag",
+        "freshness",
         "error",
         "oi_alignment",
         "events_24h",
         "snapshot_count",
     ]
-    list_filter = ["exchange", "tracked", DemoFilter, "long_share", "oi_realign_pending"]
+    list_filter = [
+        "exchange",
+        "tracked",
+        DemoFilter,
+        "grade",
+        "auto_tracked",
+        "long_share",
+        "oi_realign_pending",
+    ]
     list_select_related = ["exchange"]
     search_fields = ["symbol", "base", "slug", "exchange__name", "exchange__slug"]
     readonly_fields = [
@@ -128,6 +233,16 @@ class MarketAdmin(admin.ModelAdmin):
         "last_error",
         "last_error_at",
         "created",
+        "maps_as_of",
+        "queued_at",
+        "grade",
+        "grade_details",
+        "graded_at",
+        "oi_usd",
+        "listed_oi_usd",
+        "listed_at",
+        "delisted_at",
+        "tracking_note",
         "oi_realign_pending",
         "alignment_check",
     ]
@@ -173,9 +288,45 @@ class MarketAdmin(admin.ModelAdmin):
         ),
         (
             "Status",
-            {"fields": ["last_bar_at", "last_ingest_at", "last_error", "last_error_at", "created"]},
+            {
+                "fields": [
+                    "last_bar_at",
+                    "last_ingest_at",
+                    "maps_as_of",
+                    "queued_at",
+                    "last_error",
+                    "last_error_at",
+                    "created",
+                ]
+            },
+        ),
+        (
+            "Reliability grade",
+            {
+                "fields": ["grade", "grade_details", "graded_at", "oi_usd"],
+                "description": "Recomputed with the maps; the rules are in docs/model.md.",
+            },
+        ),
+        (
+            "Whole-exchange coverage",
+            {
+                "fields": [
+                    "auto_tracked",
+                    "listed_oi_usd",
+                    "listed_at",
+                    "delisted_at",
+                    "tracking_note",
+                ],
+                "description": (
+                    "Set by 'manage.py track_markets' and the exchange action 'Track every "
+                    "perpetual above an open-interest threshold'. A market tracked that way is "
+                    "untracked again when its open interest falls below the threshold; untick "
+                    "'auto tracked' to keep it tracked whatever its open interest."
+                ),
+            },
         ),
     ]
+    change_list_template = "admin/maps/market/change_list.html"
 
     @admin.display(description="OI alignment")
     def oi_alignment(self, obj: Market) -> str:
@@ -222,6 +373,46 @@ class MarketAdmin(admin.ModelAdmin):
     @admin.display(description="demo", ordering="is_demo")
     def demo(self, obj: Market) -> str:
         return demo_badge(obj.is_demo)
+
+    @admin.display(description="grade", ordering="grade")
+    def grade_column(self, obj: Market) -> str:
+        return grade_badge(obj)
+
+    @admin.display(description="reasons")
+    def grade_details(self, obj: Market) -> str:
+        if not obj.grade_reasons:
+            return "-"
+        return format_html_join(
+            "\n",
+            "<div><b>{}</b> {}</div>",
+            ((r.get("grade") or "not judged:", r.get("text", "")) for r in obj.grade_reasons),
+        )
+
+    @admin.display(description="freshness")
+    def freshness(self, obj: Market) -> str:
+        """Why a tracked live market's data or maps are stale ('fresh' when they are not)."""
+        if not obj.tracked or obj.is_demo or obj.exchange.ccxt_id not in CONNECTORS:
+            return "-"
+        row = {
+            "pk": obj.pk,
+            "exchange__slug": obj.exchange.slug,
+            "exchange__ccxt_id": obj.exchange.ccxt_id,
+            **{f: getattr(obj, f) for f in STALE_FIELDS},
+        }
+        stale = market_staleness(row, now=timezone.now(), cooling=cooling_exchanges())
+        if stale is None:
+            return "fresh"
+        return format_html(
+            '<span style="color:#b91c1c" title="{}">stale: {}</span>',
+            stale.detail,
+            stale.reason_text,
+        )
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict | None = None):
+        """The list, headed by how many tracked live markets are stale and why."""
+        freshness = markets_freshness(now=timezone.now())
+        extra_context = {**(extra_context or {}), "freshness": freshness}
+        return super().changelist_view(request, extra_context)
 
     @admin.display(description="lag")
     def lag(self, obj: Market) -> str:

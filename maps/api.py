@@ -122,20 +122,23 @@ def markets_csv(request: HttpRequest, rows: list[pages.ListingRow]) -> list[list
             "short_price_low",
             "short_distance_pct",
             "short_notional_usd",
+            "grade",
+            "grade_reasons",
         ]
     ]
     for row in rows:
         m = row.market
         url = request.build_absolute_uri(m.get_absolute_url())
         line = [m.exchange.slug, m.symbol, m.slug, m.base, m.quote, int(m.is_demo), url]
+        grade = [m.grade, grade_text(m)]
         if row.snapshot is None:
-            table.append(line + [""] * 8)
+            table.append(line + [""] * 8 + grade)
             continue
         below, above = cluster_out(row.below) or {}, cluster_out(row.above) or {}
         line += [iso(row.snapshot.as_of), row.snapshot.last_close]
         line += [below.get("price_high"), below.get("distance_pct"), below.get("notional_usd")]
         line += [above.get("price_low"), above.get("distance_pct"), above.get("notional_usd")]
-        table.append(line)
+        table.append(line + grade)
     return table
 
 
@@ -150,7 +153,28 @@ def market_json(request: HttpRequest, market: Market) -> dict:
         "is_demo": market.is_demo,
         "step_ms": market.step_ms,
         "url": request.build_absolute_uri(market.get_absolute_url()),
+        "grade": grade_out(market),
     }
+
+
+def grade_out(market: Market) -> dict | None:
+    """The market's reliability grade and every criterion's reason (docs/model.md), or None
+    before its first computation."""
+    if not market.grade:
+        return None
+    return {
+        "grade": market.grade,
+        "reasons": [
+            {"criterion": r.get("criterion"), "grade": r.get("grade"), "text": r.get("text")}
+            for r in market.grade_reasons
+        ],
+        "graded_at": iso(market.graded_at) if market.graded_at else None,
+    }
+
+
+def grade_text(market: Market) -> str:
+    """The reasons in one CSV cell: 'D: Open interest $3M: ...; A: ...'."""
+    return "; ".join(f"{r.get('grade') or '-'}: {r.get('text')}" for r in market.grade_reasons)
 
 
 def market_args(market: Market) -> list[str]:

@@ -1,4 +1,5 @@
-"""Simulated demo data: three exchanges, three coins, a month of 5-minute bars and liquidations.
+"""Simulated demo data: three exchanges, three coins, a month of 5-minute bars and liquidations,
+and two thin altcoin markets (THIN_MARKETS) whose maps grade lower than the majors'.
 
 Each coin follows one simulated market shared by every exchange; each exchange sees it through
 a small basis, its own open interest size and its own volume noise. The market switches between
@@ -20,7 +21,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -105,6 +106,23 @@ VENUES = (
     Venue("okx", "OKX", "okx", 0.38, -0.8),
 )
 CONTRACT_SIZES = {("okx", "BTC"): 0.01, ("okx", "ETH"): 0.1, ("okx", "SOL"): 1.0}
+
+
+@dataclass(frozen=True)
+class ThinMarket:
+    """A thin altcoin perpetual listed on one exchange: small open interest, and trades in only
+    `trade_share` of the steps (a step without a trade keeps the last price and open interest).
+    Its reliability grade comes out of these numbers by the rules, not from a label."""
+
+    coin: Coin
+    venue: str
+    trade_share: float
+
+
+THIN_MARKETS = (
+    ThinMarket(Coin("GHST", 1.15, 0.0035, 1_300_000.0, 2_600.0, 1.0, 25.0, 1.4), "bybit", 0.45),
+    ThinMarket(Coin("ALPACA", 0.085, 0.0032, 90_000_000.0, 420_000.0, 1.0, 25.0, 1.6), "okx", 0.9),
+)
 
 
 @dataclass
@@ -363,7 +381,50 @@ def simulate(
             rng = np.random.default_rng([seed, c, v + 1])
             bars, funding = venue_series(rng, coin, venue, path)
             out.append((coin, venue, bars, funding, venue_events(rng, coin, path, bars)))
+    out += [simulate_thin(seed, k, thin, ts) for k, thin in enumerate(THIN_MARKETS)]
     return out
+
+
+def simulate_thin(
+    seed: int, k: int, thin: ThinMarket, ts: np.ndarray
+) -> tuple[Coin, Venue, Bars, np.ndarray, VenueEvents]:
+    """A thin market: the coin's simulated market on its one exchange, traded in only some
+    steps, with its funding and liquidations."""
+    coin, venue = thin.coin, next(v for v in VENUES if v.slug == thin.venue)
+    path = simulate_coin(np.random.default_rng([seed, 100 + k]), coin, ts)
+    rng = np.random.default_rng([seed, 100 + k, 1])
+    bars, funding = venue_series(rng, coin, replace(venue, size=1.0, basis_bps=0.0), path)
+    bars = sparse_trading(bars, rng.random(len(ts)) < thin.trade_share)
+    events = venue_events(rng, coin, path, bars)
+    traded = bars.volume[(events.time - ts[0]) // STEP_MS] > 0  # a liquidation is a trade
+    kept = VenueEvents(*(getattr(events, f)[traded] for f in VenueEvents.__dataclass_fields__))
+    return coin, venue, bars, funding, kept
+
+
+def sparse_trading(bars: Bars, traded: np.ndarray) -> Bars:
+    """The bars as a thin book prints them: a step without a trade has no volume and keeps the
+    last traded price (open = high = low = close) and the open interest; a step with trades
+    opens at the last traded price."""
+    traded = traded.copy()
+    traded[0] = True
+    last = np.maximum.accumulate(np.where(traded, np.arange(len(traded)), 0))
+    close = bars.close[last]
+    open_ = np.concatenate([[bars.open[0]], close[:-1]])
+    high = np.where(traded, np.maximum(bars.high, np.maximum(open_, close)), close)
+    low = np.where(traded, np.minimum(bars.low, np.minimum(open_, close)), close)
+    high = np.maximum(high, open_)
+    low = np.minimum(low, open_)
+    return Bars(
+        ts=bars.ts,
+        open=open_,
+        high=high,
+        low=low,
+        close=close,
+        volume=np.where(traded, bars.volume, 0.0),
+        taker_buy_volume=np.where(traded, bars.taker_buy_volume, 0.0),
+        open_interest=bars.open_interest[last],
+        long_short_ratio=bars.long_short_ratio,
+    )
 
 
 @dataclass

@@ -3,14 +3,15 @@
 200 with `"status": "ok"` when all three are fine, 503 otherwise; JSON either way. No login, no
 HTTPS redirect (SECURE_REDIRECT_EXEMPT), two cheap queries, and a Redis PING plus INFO and CONFIG
 GET, whose findings that can lose queued tasks (persistence off) are listed as broker `warnings`
-without failing the check. A market is stale
-when its data (the last bar's end) is older than LIQSITE_STALE_AFTER_SECONDS, the rule the pages
-use; only tracked live markets count (not demo data, not exchanges we do not ingest).
+without failing the check. A market is stale when its data (the last bar's end), or with fresh
+data its maps, are older than LIQSITE_STALE_AFTER_SECONDS, the rule the pages use; each stale
+market carries the reason (maps/coverage/selectors.py), and `reasons` and `by_exchange` count
+them. Only tracked live markets count (not demo data, not exchanges we do not ingest).
 """
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from functools import cache
 
 import redis
@@ -21,7 +22,7 @@ from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 
-from maps.selectors import markets_ingestible
+from maps.coverage.selectors import markets_freshness
 
 STALE_LISTED = 20
 
@@ -81,26 +82,26 @@ def broker_warnings(client: redis.Redis) -> list[str]:
 def freshness_check(now: datetime) -> dict:
     limit = settings.LIQSITE_STALE_AFTER_SECONDS
     try:
-        markets = list(
-            markets_ingestible()
-            .values_list("exchange__slug", "symbol", "last_bar_at", "step_ms")
-            .order_by("exchange__slug", "symbol")
-        )
+        freshness = markets_freshness(now=now)
     except DatabaseError as exc:
         return {"ok": False, "error": type(exc).__name__}
-    stale = []
-    for exchange, symbol, last_bar_at, step_ms in markets:
-        until = last_bar_at + timedelta(milliseconds=step_ms) if last_bar_at else None
-        age = int((now - until).total_seconds()) if until else None
-        if age is None or age > limit:
-            stale.append(
-                {"market": f"{exchange}/{symbol}", "data_until": until, "age_seconds": age}
-            )
+    stale = [
+        {
+            "market": s.market,
+            "data_until": s.data_until,
+            "age_seconds": s.age_seconds,
+            "reason": s.reason_text,
+            "detail": s.detail,
+        }
+        for s in freshness.stale
+    ]
     return {
         "ok": not stale,
-        "tracked": len(markets),
+        "tracked": freshness.tracked,
         "stale_after_seconds": limit,
         "stale_count": len(stale),
+        "reasons": freshness.reasons,
+        "by_exchange": freshness.by_exchange,
         "stale": stale[:STALE_LISTED],
     }
 

@@ -38,6 +38,14 @@ STEP_CHOICES = [
 ]
 
 
+GRADE_CHOICES = [
+    ("A", "A: reliable"),
+    ("B", "B: good"),
+    ("C", "C: thin"),
+    ("D", "D: unreliable"),
+]
+
+
 # Names of the site's own sections: an exchange slug may never take one, or its pages would be
 # shadowed by (or shadow) admin/, api/, accounts/, watchlist/, healthz and the rest.
 RESERVED_SLUGS = ("accounts", "admin", "api", "coin", "healthz", "model", "static", "watchlist")
@@ -161,6 +169,42 @@ class Market(models.Model):
     last_error_at = models.DateTimeField(null=True, blank=True)
     created = models.DateTimeField(auto_now_add=True)
 
+    # Whole-exchange coverage (maps/coverage/): what track_markets last read on the exchange.
+    auto_tracked = models.BooleanField(
+        default=False,
+        help_text="Tracked by track_markets, which untracks it when its open interest falls "
+        "below the threshold; markets tracked by hand are left tracked",
+    )
+    listed_oi_usd = models.FloatField(
+        "listed open interest (USD)",
+        null=True,
+        blank=True,
+        help_text="Open interest in USD when the exchange's list was last read",
+    )
+    listed_at = models.DateTimeField(null=True, blank=True, help_text="Last seen listed")
+    delisted_at = models.DateTimeField(
+        null=True, blank=True, help_text="When it was found gone from the exchange's list"
+    )
+    tracking_note = models.CharField(
+        max_length=200, blank=True, help_text="Why track_markets last tracked or untracked it"
+    )
+
+    # Reliability grade (maps/analytics/grades.py), recomputed with the maps.
+    grade = models.CharField(max_length=1, blank=True, choices=GRADE_CHOICES)
+    grade_reasons = models.JSONField(default=list, blank=True)
+    graded_at = models.DateTimeField(null=True, blank=True)
+    oi_usd = models.FloatField(
+        "open interest (USD)", null=True, blank=True, help_text="At the last bar"
+    )
+
+    # The pipeline: what the maps reflect, and whether the beat has this market in the queue.
+    maps_as_of = models.DateTimeField(
+        null=True, blank=True, help_text="Last step the stored maps reflect"
+    )
+    queued_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the beat queued its ingestion; cleared when done"
+    )
+
     objects = MarketQuerySet.as_manager()
 
     class Meta:
@@ -180,6 +224,13 @@ class Market(models.Model):
     def is_historical(self) -> bool:
         """Real data that nothing keeps up to date: it shows the past and is never stale."""
         return not self.tracked and not self.is_demo
+
+    @property
+    def grade_summary(self) -> str:
+        """The reasons that set the reliability grade, in one line."""
+        return "; ".join(
+            r.get("text", "") for r in self.grade_reasons if r.get("grade") == self.grade
+        )
 
     def engine_params(self, window: str = "7d", *, max_columns: int = 500) -> Params:
         """The engine's parameters for this market and one of WINDOWS."""
@@ -216,7 +267,10 @@ class BarQuerySet(models.QuerySet):
 class Bar(models.Model):
     """One step of one market: prices, volumes, open interest (base units at the step's end)."""
 
-    market = models.ForeignKey(Market, on_delete=models.CASCADE, related_name="bars")
+    # No index of its own: the unique (market, time) index below serves every lookup by market.
+    market = models.ForeignKey(
+        Market, on_delete=models.CASCADE, related_name="bars", db_index=False
+    )
     time = models.DateTimeField(help_text="Step open time, UTC")
     open = models.FloatField()
     high = models.FloatField()
@@ -237,7 +291,15 @@ class Bar(models.Model):
     class Meta:
         ordering = ["market", "time"]
         constraints = [
-            models.UniqueConstraint(fields=["market", "time"], name="bar_unique_market_time")
+            # The index carries the values the engine reads, so one market's 90 days come from
+            # a few hundred index pages (an index-only scan) instead of one table page per step:
+            # bars are written step by step across markets, so a market's rows are spread over
+            # the whole table (PostgreSQL; SQLite keeps the plain unique index).
+            models.UniqueConstraint(
+                fields=["market", "time"],
+                include=list(BAR_VALUE_FIELDS),
+                name="bar_unique_market_time",
+            )
         ]
 
     def __str__(self) -> str:

@@ -1,9 +1,12 @@
 """Celery tasks: thin adapters that take ids, hold a per-market lock and call a service.
 
-Queues: `ingest` (exchange I/O: market_ingest, market_backfill, markets_ingest_tracked) and
-`compute` (the engine: market_snapshots_refresh, calibration). Every task is idempotent (bars and
-snapshots are upserts) and acknowledged late, so a task whose worker died is run again; a lock per
-market and stage makes a second copy wait its turn or skip. Failures are recorded on the market
+Queues: `ingest` (exchange I/O: market_ingest, market_backfill, markets_ingest_tracked,
+exchange_track_markets), `ingest.<exchange>` (the beat's ingestions, one queue per exchange, so a
+slow exchange backs up only its own queue) and `compute` (the engine: market_snapshots_refresh,
+calibration). Every task is idempotent (bars and snapshots are upserts) and acknowledged late, so
+a task whose worker died is run again; a lock per market and stage makes a second copy wait its
+turn or skip. The beat claims a market (`queued_at`) when it queues its chain and the chain's end
+releases it, so a market is never in the queue twice. Failures are recorded on the market
 (`last_error`, prefixed with the stage) and cleared by the stage's next success.
 """
 
@@ -15,16 +18,19 @@ import time
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 
 from celery import chain, shared_task
+from celery.exceptions import Retry
 from django.conf import settings
 from django.core.cache import cache
 from django.db import DatabaseError, connection, transaction
-from django.db.models import Max
+from django.db.models import Max, Q
 from django.utils import timezone
 
 from maps import engine, ingest
-from maps.connectors import RETRYABLE_ERRORS, RateLimited
+from maps.connectors import CONNECTORS, RETRYABLE_ERRORS, RateLimited
+from maps.coverage.services import exchange_markets_track
 from maps.metrics_rows import market_open_interest_realign
 from maps.models import MapSnapshot, Market
 from maps.selectors import markets_ingestible
@@ -41,6 +47,10 @@ RATE_LIMIT_JITTER_SECONDS = 5
 # longest time limit (liqsite/checks.py).
 RETRY_COUNTDOWN_MAX_SECONDS = BACKOFF_CAP_SECONDS + RATE_LIMIT_JITTER_SECONDS
 INGEST_EXPIRES_SECONDS = 120
+# A claim outlives a chain that was queued but expired, or whose worker died, by this much: the
+# beat queues the market again after it.
+CLAIM_SECONDS = INGEST_EXPIRES_SECONDS + 180
+INGEST_QUEUES = ["ingest", *(f"ingest.{cls.slug}" for cls in CONNECTORS.values())]
 REAL_EVENT_SOURCES = ["binance-vision", "stream", "rest"]
 
 
@@ -122,6 +132,34 @@ def market_refresh_after_commit(market_id: int) -> None:
     transaction.on_commit(lambda: market_snapshots_refresh.delay(market_id))
 
 
+def ingest_queue(ccxt_id: str) -> str:
+    """The queue of the beat's ingestions for one exchange: ingest.binance, ingest.okx, ..."""
+    cls = CONNECTORS.get(ccxt_id)
+    return f"ingest.{cls.slug}" if cls else "ingest"
+
+
+def markets_claim(*, now) -> list[tuple[int, str]]:
+    """Claim the tracked live markets that are not in the queue already, leaving out exchanges
+    cooling down after a rate-limit answer: (id, ccxt id) of each claimed market."""
+    cutoff = now - timedelta(seconds=CLAIM_SECONDS)
+    cooling = [c for c in CONNECTORS if cooldown_remaining(c)]
+    with transaction.atomic():
+        rows = list(
+            markets_ingestible()
+            .filter(Q(queued_at__isnull=True) | Q(queued_at__lt=cutoff))
+            .exclude(exchange__ccxt_id__in=cooling)
+            .select_for_update(skip_locked=True, of=("self",))
+            .values_list("pk", "exchange__ccxt_id")
+        )
+        Market.objects.filter(pk__in=[pk for pk, _ in rows]).update(queued_at=now)
+    return rows
+
+
+def market_release(market_id: int) -> None:
+    """The market's chain is over: the beat may queue it again."""
+    Market.objects.filter(pk=market_id).update(queued_at=None)
+
+
 def _market(market_id: int) -> Market | None:
     return Market.objects.select_related("exchange").filter(pk=market_id).first()
 
@@ -151,13 +189,26 @@ def _ingest(task, market: Market, *, backfill: bool) -> ingest.IngestReport:
 
 
 @shared_task(bind=True, acks_late=True, max_retries=3, soft_time_limit=150, time_limit=180)
-def market_ingest(self, market_id: int) -> int:
+def market_ingest(self, market_id: int, release: bool = False) -> int:
     """Fetch the market's new bars and refill a few gaps; returns how many bars were written.
 
     Skips (returns 0) while another ingestion of the market runs or while its exchange is
     cooling down after a rate-limit answer: the next minute's run comes soon enough. When old
-    gaps were refilled, the snapshots are recomputed even if the last bar did not move.
+    gaps were refilled, the snapshots are recomputed even if the last bar did not move. With
+    `release` (the first link of the beat's chain), a failure that ends the chain releases the
+    market's claim.
     """
+    try:
+        return _market_ingest(self, market_id)
+    except Retry:
+        raise
+    except BaseException:
+        if release:
+            market_release(market_id)
+        raise
+
+
+def _market_ingest(task, market_id: int) -> int:
     market = _market(market_id)
     if market is None:
         return 0
@@ -170,7 +221,7 @@ def market_ingest(self, market_id: int) -> int:
         if not acquired:
             log.info("ingest of market %s already running, skipped", market_id)
             return 0
-        report = _ingest(self, market, backfill=False)
+        report = _ingest(task, market, backfill=False)
     if report.refilled_gap:
         market_refresh_after_commit(market_id)
     return report.written
@@ -204,12 +255,30 @@ def market_backfill(self, market_id: int) -> int:
 
 
 @shared_task(bind=True, acks_late=True, max_retries=2, soft_time_limit=240, time_limit=300)
-def market_snapshots_refresh(self, market_id: int, only_if_stale: bool = False) -> int:
+def market_snapshots_refresh(
+    self, market_id: int, only_if_stale: bool = False, release: bool = False
+) -> int:
     """Recompute every window's snapshot of one market; returns how many were stored.
 
     Returns 0 without computing while another computation of the market runs, or, with
-    `only_if_stale`, when every window's snapshot already reflects the last bar.
+    `only_if_stale`, when every window's snapshot already reflects the last bar (no new step).
+    With `release` (the last link of the beat's chain), releases the market's claim whatever
+    happens, unless a retry is coming.
     """
+    try:
+        stored = _market_snapshots_refresh(self, market_id, only_if_stale)
+    except Retry:
+        raise
+    except BaseException:
+        if release:
+            market_release(market_id)
+        raise
+    if release:
+        market_release(market_id)
+    return stored
+
+
+def _market_snapshots_refresh(task, market_id: int, only_if_stale: bool) -> int:
     market = _market(market_id)
     if market is None:
         return 0
@@ -227,7 +296,7 @@ def market_snapshots_refresh(self, market_id: int, only_if_stale: bool = False) 
             snapshots = market_snapshots_compute(market=market)
         except DatabaseError as exc:
             market_error_record(market_id, "compute", exc)
-            raise self.retry(exc=exc, countdown=backoff(self.request.retries)) from exc
+            raise task.retry(exc=exc, countdown=backoff(task.request.retries)) from exc
         except Exception as exc:
             market_error_record(market_id, "compute", exc)
             raise
@@ -261,18 +330,23 @@ def market_calibrate_task(self, market_id: int) -> int | None:
 
 @shared_task(acks_late=True, ignore_result=True)
 def markets_ingest_tracked() -> int:
-    """The beat's minute: per tracked market, ingest then recompute stale snapshots (a chain).
+    """The beat's minute: per tracked market not already in the queue, ingest (on its
+    exchange's queue) then recompute stale snapshots, as a chain; returns how many were queued.
 
-    An ingestion no worker starts within INGEST_EXPIRES_SECONDS is dropped: the next minute's
-    run covers it, so a backlog never builds up.
+    A market stays claimed until its chain ends, so a slow exchange's markets are not queued
+    again behind themselves, and an exchange cooling down after a rate-limit answer is left out.
+    An ingestion no worker starts within INGEST_EXPIRES_SECONDS is dropped and its claim lapses
+    after CLAIM_SECONDS, so a backlog never builds up.
     """
-    ids = list(markets_ingestible().values_list("pk", flat=True))
-    for market_id in ids:
+    claimed = markets_claim(now=timezone.now())
+    for market_id, ccxt_id in claimed:
         chain(
-            market_ingest.si(market_id).set(expires=INGEST_EXPIRES_SECONDS),
-            market_snapshots_refresh.si(market_id, only_if_stale=True),
+            market_ingest.si(market_id, release=True).set(
+                queue=ingest_queue(ccxt_id), expires=INGEST_EXPIRES_SECONDS
+            ),
+            market_snapshots_refresh.si(market_id, only_if_stale=True, release=True),
         ).apply_async()
-    return len(ids)
+    return len(claimed)
 
 
 @shared_task(acks_late=True, ignore_result=True)
@@ -288,3 +362,35 @@ def markets_calibrate_tracked() -> int:
     for market_id in ids:
         market_calibrate_task.delay(market_id)
     return len(ids)
+
+
+@shared_task(bind=True, acks_late=True, max_retries=3, soft_time_limit=600, time_limit=660)
+def exchange_track_markets(
+    self, exchange: str, quote: str = "USDT", min_oi_usd: float = 5e6
+) -> dict[str, int]:
+    """Track the exchange's perpetuals at or above `min_oi_usd` and untrack those below or
+    delisted (maps.coverage.services); returns how many markets each outcome counts. Network
+    and rate-limit failures are retried with backoff; a new market is backfilled by the beat."""
+    try:
+        report = exchange_markets_track(exchange=exchange, quote=quote, min_oi_usd=min_oi_usd)
+    except RETRYABLE_ERRORS as exc:
+        wait = exc.retry_after if isinstance(exc, RateLimited) else backoff(self.request.retries)
+        raise self.retry(exc=exc, countdown=min(wait, BACKOFF_CAP_SECONDS)) from exc
+    return {
+        "listed": report.listed,
+        "tracked": len(report.tracked),
+        "kept": len(report.kept),
+        "untracked": len(report.untracked),
+        "delisted": len(report.delisted),
+    }
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def exchanges_track_markets() -> int:
+    """The beat's day: read the list of every exchange in LIQSITE_COVERAGE_EXCHANGES again, so
+    new listings are tracked and delisted or shrunken markets untracked; returns how many."""
+    for exchange in settings.LIQSITE_COVERAGE_EXCHANGES:
+        exchange_track_markets.delay(
+            exchange, settings.LIQSITE_COVERAGE_QUOTE, settings.LIQSITE_COVERAGE_MIN_OI_USD
+        )
+    return len(settings.LIQSITE_COVERAGE_EXCHANGES)

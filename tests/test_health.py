@@ -66,6 +66,8 @@ def test_it_answers_503_and_names_the_markets_whose_data_is_old(client, live, se
         "market": "binance/SOLUSDT",
         "data_until": None,
         "age_seconds": None,
+        "reason": "no data yet",
+        "detail": "never ingested",
     }
 
 

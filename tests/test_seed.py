@@ -1,4 +1,5 @@
-"""manage.py seed_demo: three exchanges, three coins, a month of realistic simulated data."""
+"""manage.py seed_demo: three exchanges, three coins and two thin altcoin markets, a month of
+realistic simulated data."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.utils import timezone
 
+from maps.demo import THIN_MARKETS
 from maps.models import Bar, Exchange, LiquidationEvent, MapSnapshot, Market
 from maps.selectors import market_bars_arrays
 
@@ -18,6 +20,7 @@ END = "2024-05-01T12:00:00Z"
 END_TIME = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 STEP_MS = 300_000
 WINDOWS = ["12h", "24h", "3d", "7d", "30d", "90d"]
+THIN = {thin.coin.base for thin in THIN_MARKETS}  # altcoins traded in some steps only
 
 
 def seed(*args: str) -> str:
@@ -56,7 +59,7 @@ def rows(market: Market) -> tuple[list, list]:
 
 
 @pytest.mark.django_db
-def test_it_creates_three_demo_exchanges_with_three_markets_each(demo) -> None:
+def test_it_creates_three_demo_exchanges_with_three_coins_each_and_two_thin_markets(demo) -> None:
     exchanges = Exchange.objects.order_by("slug")
     assert [(e.slug, e.name, e.is_demo) for e in exchanges] == [
         ("binance", "Binance", True),
@@ -64,14 +67,13 @@ def test_it_creates_three_demo_exchanges_with_three_markets_each(demo) -> None:
         ("okx", "OKX", True),
     ]
     markets = Market.objects.all()
-    assert markets.count() == 9
+    assert markets.count() == 11
     assert all(m.is_demo and m.tracked and m.step_ms == STEP_MS for m in markets)
+    thin = {"bybit": ["ghstusdt"], "okx": ["alpacausdt"]}
     for exchange in exchanges:
-        assert sorted(exchange.markets.values_list("slug", flat=True)) == [
-            "btcusdt",
-            "ethusdt",
-            "solusdt",
-        ]
+        assert sorted(exchange.markets.values_list("slug", flat=True)) == sorted(
+            ["btcusdt", "ethusdt", "solusdt", *thin.get(exchange.slug, [])]
+        )
     okx = Market.objects.get(exchange__slug="okx", slug="btcusdt")
     assert (okx.symbol, okx.base, okx.quote, okx.ccxt_symbol) == (
         "BTC-USDT-SWAP",
@@ -97,14 +99,16 @@ def test_it_fills_ninety_days_of_five_minute_bars_without_gaps(demo) -> None:
 def test_it_makes_valid_bars(demo) -> None:
     for market in Market.objects.all():
         b = market_bars_arrays(market_id=market.pk)  # Bars validates itself as well
+        thin = market.base in THIN
         assert np.all(b.low > 0)
         assert np.all(b.low <= np.minimum(b.open, b.close))
         assert np.all(b.high >= np.maximum(b.open, b.close))
         assert np.all(b.open[1:] == b.close[:-1])
-        assert np.all((b.volume > 0) & (b.taker_buy_volume <= b.volume))
+        assert np.all((b.volume >= 0 if thin else b.volume > 0) & (b.taker_buy_volume <= b.volume))
         assert np.all(b.open_interest > 0)
         assert np.all((b.long_short_ratio > 0.3) & (b.long_short_ratio < 5))
-        share = b.taker_buy_volume / b.volume
+        traded = b.volume > 0
+        share = b.taker_buy_volume[traded] / b.volume[traded]
         assert 0.45 < np.median(share) < 0.55
 
 
@@ -156,7 +160,7 @@ def test_it_places_liquidations_inside_the_wick_of_the_liquidated_side(demo) -> 
     for market in Market.objects.all():
         bars = market_bars_arrays(market_id=market.pk)
         events = list(market.events.values_list("time", "side", "price"))
-        assert len(events) > 1000
+        assert len(events) > (100 if market.base in THIN else 1000)
         times = np.array([int(t.timestamp() * 1000) for t, _, _ in events])
         step = (times - bars.ts[0]) // STEP_MS
         price = np.array([p for _, _, p in events])
@@ -190,7 +194,7 @@ def test_it_computes_a_snapshot_for_every_window_of_every_market(demo) -> None:
         snapshots = MapSnapshot.objects.filter(market=market)
         assert sorted(snapshots.values_list("window", flat=True)) == sorted(WINDOWS)
         assert all(s.as_of == END_TIME for s in snapshots)
-    assert "Maps: 54 snapshots (6 windows x 9 markets)" in demo
+    assert "Maps: 66 snapshots (6 windows x 11 markets)" in demo
 
 
 @pytest.mark.django_db
@@ -246,11 +250,11 @@ def test_it_seeds_when_empty_and_ends_at_the_last_whole_step(empty, monkeypatch)
 
     output = seed("--if-empty", "--days", "1", "--no-compute")
 
-    assert "Demo data: 9 markets on 3 exchanges" in output
-    assert Market.objects.count() == 9
+    assert "Demo data: 11 markets on 3 exchanges" in output
+    assert Market.objects.count() == 11
     last = datetime(2024, 6, 3, 9, 10, tzinfo=UTC)  # the step [09:10, 09:15) is the last whole one
     assert set(Market.objects.values_list("last_bar_at", flat=True)) == {last}
-    assert Bar.objects.filter(time=last).count() == 9
+    assert Bar.objects.filter(time=last).count() == 11
 
 
 def test_it_seeds_stale_demo_data_again_up_to_now_with_if_empty(empty, monkeypatch) -> None:
@@ -293,7 +297,7 @@ def test_it_leaves_real_markets_untouched(empty, market_factory, bar_factory) ->
 
     assert "Binance BTCUSDT holds real data: left untouched" in output
     assert real.bars.count() == 1
-    assert Market.objects.filter(is_demo=True).count() == 8
+    assert Market.objects.filter(is_demo=True).count() == 10
 
 
 def test_it_refuses_bad_options(empty) -> None:
@@ -313,8 +317,39 @@ def test_it_adds_the_real_sample_once_beside_the_demo_with_real(empty) -> None:
     hype = Market.objects.get(exchange__slug="binance", symbol="HYPEUSDT")
     assert not hype.is_demo and not hype.tracked and hype.is_historical
     assert hype.snapshots.count() == len(WINDOWS)
-    assert Market.objects.filter(is_demo=True).count() == 9
+    assert Market.objects.filter(is_demo=True).count() == 11
     assert not Exchange.objects.get(slug="binance").is_demo  # it lists a real market now
 
     again = seed("--if-empty", "--days", "1", "--real", "--no-compute")
     assert "Real data" not in again and hype.bars.count() == 383
+
+
+@pytest.mark.django_db
+def test_it_makes_two_thin_altcoin_markets_that_grade_below_btc_by_the_rules(demo) -> None:
+    grades = {m.symbol: m for m in Market.objects.all()}
+    ghst, alpaca = grades["GHSTUSDT"], grades["ALPACA-USDT-SWAP"]
+    btc = [m for m in grades.values() if m.base == "BTC"]
+
+    assert {m.grade for m in btc} == {"A"}
+    assert (ghst.grade, alpaca.grade) == ("D", "C")
+    worst = {r["criterion"] for r in ghst.grade_reasons if r["grade"] == "D"}
+    assert worst == {"open_interest", "trading"}
+    assert ghst.oi_usd < 5e6 < alpaca.oi_usd < 20e6 < min(m.oi_usd for m in btc)
+
+
+@pytest.mark.django_db
+def test_it_trades_the_thin_markets_in_some_steps_only(demo) -> None:
+    for symbol, traded in (("GHSTUSDT", (0.35, 0.55)), ("ALPACA-USDT-SWAP", (0.85, 0.95))):
+        market = Market.objects.get(symbol=symbol)
+        bars = market_bars_arrays(market_id=market.pk)
+        idle = bars.volume == 0
+        assert traded[0] < 1 - idle.mean() < traded[1]
+        flat = (bars.open == bars.close) & (bars.high == bars.low) & (bars.open == bars.high)
+        assert flat[idle].all()
+        assert (bars.open[1:] == bars.close[:-1]).all()  # each step opens at the last trade
+        assert (np.diff(bars.open_interest)[idle[1:]] == 0).all()
+        times = np.array(
+            [int(t.timestamp() * 1000) for t in market.events.values_list("time", flat=True)]
+        )
+        assert len(times) > 0
+        assert not idle[(times - bars.ts[0]) // STEP_MS].any()  # no liquidation without a trade

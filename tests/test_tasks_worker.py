@@ -45,7 +45,7 @@ WORKER_ARGS = [
     "liqsite",
     "worker",
     "-Q",
-    "ingest,compute",
+    "ingest,ingest.binance,ingest.bybit,ingest.okx,compute",
     "-c",
     "1",
     "--without-gossip",
@@ -67,11 +67,16 @@ def wait_for(condition: Callable[[], object], timeout: float, what: str) -> obje
 
 
 class Worker:
-    def __init__(self, name: str, env: dict[str, str], log: Path) -> None:
+    def __init__(
+        self, name: str, env: dict[str, str], log: Path, queues: str | None = None
+    ) -> None:
         self.name = f"{name}@{socket.gethostname()}"
         self.log = log
+        args = list(WORKER_ARGS)
+        if queues:
+            args[args.index("-Q") + 1] = queues
         self.process = subprocess.Popen(
-            [CELERY, *WORKER_ARGS, "-n", self.name],
+            [CELERY, *args, "-n", self.name],
             cwd=ROOT,
             env=env,
             stdout=log.open("w"),
@@ -105,14 +110,15 @@ class Worker:
 
 @pytest.fixture
 def workers(tmp_path):
-    """start(name, **env) -> a ready Worker on the test database; all are stopped afterwards."""
+    """start(name, queues=..., **env) -> a ready Worker on the test database (on every queue
+    unless `queues` names some); all are stopped afterwards."""
     client = redis.Redis.from_url(settings.REDIS_URL)
     client.flushdb()
     database = connection.settings_dict
     url = f"postgres://{database['USER']}@{database['HOST']}:{database['PORT']}/{database['NAME']}"
     started: list[Worker] = []
 
-    def start(name: str, *, ready: bool = True, **extra: str) -> Worker:
+    def start(name: str, *, ready: bool = True, queues: str | None = None, **extra: str) -> Worker:
         env = {
             **os.environ,
             "DATABASE_URL": url,
@@ -123,7 +129,7 @@ def workers(tmp_path):
             "DB_CONN_MAX_AGE": "0",
             **extra,
         }
-        worker = Worker(name, env, tmp_path / f"{name}.log")
+        worker = Worker(name, env, tmp_path / f"{name}.log", queues)
         started.append(worker)
         if ready:
             worker.wait_ready()
@@ -211,3 +217,30 @@ def test_it_computes_a_market_once_when_two_workers_race(workers, binance_market
     assert MapSnapshot.objects.filter(market=binance_market).count() == len(
         settings.LIQSITE_WINDOWS
     )
+
+
+def test_a_slow_exchange_delays_only_its_own_markets(workers, binance_market):
+    okx = Exchange.objects.create(slug="okx", name="OKX", ccxt_id="okx")
+    slow = Market.objects.create(
+        exchange=okx, symbol="BTC-USDT-SWAP", slug="btcusdt", base="BTC", quote="USDT"
+    )
+    workers("alpha", queues="ingest,ingest.binance,ingest.bybit,compute")
+    workers("slow", queues="ingest.okx", LIQSITE_EXCHANGE_REPLAY_DELAY_MS="1000")
+
+    assert markets_ingest_tracked() == 2
+    wait_for(
+        lambda: len(snapshots(binance_market)) == len(settings.LIQSITE_WINDOWS),
+        90,
+        "Binance's maps while OKX answers slowly",
+    )
+
+    slow.refresh_from_db()
+    assert snapshots(slow) == [] and slow.queued_at is not None  # OKX's chain still runs
+    assert markets_ingest_tracked() == 1  # the next minute queues Binance again, not OKX
+    wait_for(
+        lambda: len(snapshots(slow)) == len(settings.LIQSITE_WINDOWS),
+        180,
+        "OKX's maps, late",
+    )
+    slow.refresh_from_db()
+    assert slow.queued_at is None

@@ -75,6 +75,20 @@ class Liquidation:
         return self.price * self.quantity
 
 
+@dataclass(frozen=True)
+class Perpetual:
+    """One linear perpetual an exchange lists, with its open interest in USD (None when the
+    exchange gave none for it)."""
+
+    symbol: str
+    ccxt_symbol: str
+    base: str
+    quote: str
+    contract_size: float
+    active: bool
+    oi_usd: float | None
+
+
 class ConnectorError(Exception):
     """An exchange answered something we cannot use (bad symbol, malformed payload)."""
 
@@ -297,6 +311,39 @@ class Connector:
             if rate is not None and row.get("timestamp") is not None:
                 points.append(Point(int(row["timestamp"]), rate))
         return points
+
+    # --- whole-exchange listing ---------------------------------------------------------------
+    def perpetuals(self, quote: str) -> list[Perpetual]:
+        """Every linear perpetual settled in `quote` that the exchange lists now (trading or not,
+        dated futures left out), with its open interest in USD, by symbol. The markets are
+        loaded afresh, so one delisted since the last call is gone."""
+        self.call(self.exchange.load_markets, True)
+        listed = [
+            m
+            for m in self.exchange.markets.values()
+            if m.get("swap") and m.get("linear") and m.get("quote") == quote
+            if m.get("settle") in (None, quote)
+        ]
+        oi_usd = self.open_interests_usd([m for m in listed if m.get("active") is not False])
+        return sorted(
+            (
+                Perpetual(
+                    symbol=m["id"],
+                    ccxt_symbol=m["symbol"],
+                    base=m["base"],
+                    quote=m["quote"],
+                    contract_size=number(m.get("contractSize")) or 1.0,
+                    active=m.get("active") is not False,
+                    oi_usd=oi_usd.get(m["id"]),
+                )
+                for m in listed
+            ),
+            key=lambda p: p.symbol,
+        )
+
+    def open_interests_usd(self, markets: list[dict]) -> dict[str, float]:
+        """Open interest in USD by exchange id for these ccxt markets; each exchange says how."""
+        raise ConnectorError(f"{self.slug} cannot list open interest")
 
     # --- liquidation stream -------------------------------------------------------------------
     @property

@@ -19,8 +19,11 @@ from __future__ import annotations
 import logging
 import re
 
+import ccxt
+
 from maps.connectors.base import (
     DAY_MS,
+    RETRYABLE_ERRORS,
     Candle,
     Connector,
     ConnectorError,
@@ -71,6 +74,36 @@ class BinanceConnector(Connector):
                 continue
             candles.append(candle)
         return candles
+
+    def open_interests_usd(self, markets: list[dict]) -> dict[str, float]:
+        """Binance has no all-symbols open interest: one `/fapi/v1/premiumIndex` call gives every
+        mark price, then `/fapi/v1/openInterest` (base units) is asked per symbol. A symbol it
+        refuses (delisted in between) is left out with a warning."""
+        marks = {}
+        payload = self.call(self.exchange.fapiPublicGetPremiumIndex, {})
+        for row in rows_of(payload, "binance premium index"):
+            price = number(row.get("markPrice")) if isinstance(row, dict) else None
+            if price and price > 0:
+                marks[row["symbol"]] = price
+        out = {}
+        for market in markets:
+            symbol = market["id"]
+            if symbol not in marks:
+                log.warning("binance %s: no mark price, open interest unknown", symbol)
+                continue
+            try:
+                answer = self.call(self.exchange.fapiPublicGetOpenInterest, {"symbol": symbol})
+            except RETRYABLE_ERRORS:
+                raise
+            except ccxt.ExchangeError as exc:
+                log.warning("binance %s: open interest refused: %s", symbol, exc)
+                continue
+            amount = number(answer.get("openInterest")) if isinstance(answer, dict) else None
+            if amount is None or amount < 0:
+                log.warning("binance %s: malformed open interest %r", symbol, answer)
+                continue
+            out[symbol] = amount * marks[symbol]
+        return out
 
     def stream_url(self, symbols: list[str]) -> str:
         streams = "/".join(f"{symbol.lower()}@forceOrder" for symbol in sorted(symbols))

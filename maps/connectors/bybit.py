@@ -81,6 +81,26 @@ class BybitConnector(Connector):
         )
         return points_from(rows, "longShortRatio", f"bybit {market['id']} long/short ratio")
 
+    def open_interests_usd(self, markets: list[dict]) -> dict[str, float]:
+        """Every linear ticker from one `/v5/market/tickers` call: `openInterestValue` is USD;
+        without it, `openInterest` (base units) times `markPrice`."""
+        wanted = {m["id"] for m in markets}
+        response = self.call(self.exchange.publicGetV5MarketTickers, {"category": "linear"})
+        result = response.get("result") if isinstance(response, dict) else None
+        out = {}
+        for row in rows_of(result.get("list") if isinstance(result, dict) else None, "bybit"):
+            if not isinstance(row, dict) or row.get("symbol") not in wanted:
+                continue
+            value = number(row.get("openInterestValue"))
+            if value is None:
+                amount, mark = number(row.get("openInterest")), number(row.get("markPrice"))
+                value = amount * mark if amount is not None and mark else None
+            if value is None or value < 0:
+                log.warning("bybit %s: malformed open interest in %r", row.get("symbol"), row)
+                continue
+            out[row["symbol"]] = value
+        return out
+
     def subscribe_messages(self, symbols: list[str]) -> list[str]:
         topics = [f"allLiquidation.{symbol}" for symbol in sorted(symbols)]
         return [

@@ -80,6 +80,23 @@ class OkxConnector(Connector):
             buckets.append(TakerBucket(int(stamp), FIVE_MINUTES_MS, buy * size))
         return buckets
 
+    def open_interests_usd(self, markets: list[dict]) -> dict[str, float]:
+        """Every swap's open interest from one `/api/v5/public/open-interest` call (instType
+        SWAP): `oiUsd` is USD."""
+        wanted = {m["id"] for m in markets}
+        response = self.call(self.exchange.publicGetPublicOpenInterest, {"instType": "SWAP"})
+        data = response.get("data") if isinstance(response, dict) else None
+        out = {}
+        for row in rows_of(data, "okx open interest"):
+            if not isinstance(row, dict) or row.get("instId") not in wanted:
+                continue
+            value = number(row.get("oiUsd"))
+            if value is None or value < 0:
+                log.warning("okx %s: malformed open interest in %r", row.get("instId"), row)
+                continue
+            out[row["instId"]] = value
+        return out
+
     def subscribe_messages(self, symbols: list[str]) -> list[str]:
         channel = {"channel": "liquidation-orders", "instType": "SWAP"}
         return [json.dumps({"op": "subscribe", "args": [channel]})]

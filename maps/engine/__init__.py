@@ -8,6 +8,7 @@ from .clusters import clusters_from_bins, proximity_from_clusters
 from .core import ENGINE_VERSION, run
 from .serialize import parse_duration, parse_tiers, result_to_json
 from .types import DEFAULT_TIERS, Bars, EngineError, Events, Params, Result, Tier
+from .windows import WindowsRun, run_windows
 
 __all__ = [
     "DEFAULT_TIERS",
@@ -18,6 +19,7 @@ __all__ = [
     "Params",
     "Result",
     "Tier",
+    "WindowsRun",
     "aggregate",
     "clusters_from_bins",
     "events_per_step",
@@ -26,4 +28,5 @@ __all__ = [
     "proximity_from_clusters",
     "result_to_json",
     "run",
+    "run_windows",
 ]

@@ -237,6 +237,9 @@ CELERY_TASK_ROUTES = {
     "maps.tasks.market_backfill": {"queue": "ingest"},
     "maps.tasks.markets_ingest_tracked": {"queue": "ingest"},
     "maps.tasks.*": {"queue": "compute"},
+    "maps.levels.tasks.market_orderbook_snapshot": {"queue": "ingest"},
+    "maps.levels.tasks.orderbooks_snapshot_tracked": {"queue": "ingest"},
+    "maps.levels.tasks.*": {"queue": "compute"},
 }
 CELERY_WORKER_SEND_TASK_EVENTS = False
 # Every minute: ingest every tracked market, then recompute its snapshots (a chain per market).
@@ -252,6 +255,18 @@ CELERY_BEAT_SCHEDULE = {
         "task": "maps.tasks.markets_calibrate_tracked",
         "schedule": crontab(hour=3, minute=17),
         "options": {"expires": 3600},
+    },
+    # Every minute: each tracked market's order book (maps/levels/); hourly: drop the books
+    # older than LIQSITE_ORDERBOOK_DAYS.
+    "snapshot-order-books": {
+        "task": "maps.levels.tasks.orderbooks_snapshot_tracked",
+        "schedule": 60.0,
+        "options": {"expires": 55},
+    },
+    "prune-order-books": {
+        "task": "maps.levels.tasks.orderbooks_prune",
+        "schedule": crontab(minute=41),
+        "options": {"expires": 3000},
     },
 }
 # Ingestion: how far back a backfill reaches (the exchanges may allow less), and, for tests and
@@ -425,3 +440,5 @@ LIQSITE_DEFAULT_WINDOW = "7d"
 LIQSITE_MAX_COLUMNS = envint("LIQSITE_MAX_COLUMNS", 500, minimum=10)
 LIQSITE_STALE_AFTER_SECONDS = envint("LIQSITE_STALE_AFTER_SECONDS", 900, minimum=60)
 LIQSITE_REFRESH_SECONDS = envint("LIQSITE_REFRESH_SECONDS", 15, minimum=1)
+# How many days of one-minute order books each market keeps (the rolling window of maps/levels/).
+LIQSITE_ORDERBOOK_DAYS = envint("LIQSITE_ORDERBOOK_DAYS", 7, minimum=1)

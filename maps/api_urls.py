@@ -9,6 +9,7 @@ from django.urls import path, re_path
 
 import maps.urls  # noqa: F401  (registers the exchange and symbol path converters)
 from maps import api
+from maps.levels import api as levels_api
 from maps.risk import api as risk_api
 
 app_name = "api"
@@ -21,6 +22,8 @@ urlpatterns = [
     path("<exchange:exchange>/<symbol:symbol>/proximity", api.proximity, name="proximity"),
     path("<exchange:exchange>/<symbol:symbol>/position", risk_api.position, name="position"),
     path("<exchange:exchange>/<symbol:symbol>/what-if", risk_api.what_if, name="what_if"),
+    path("<exchange:exchange>/<symbol:symbol>/levels", levels_api.levels, name="levels"),
+    path("<exchange:exchange>/<symbol:symbol>/orderbook", levels_api.orderbook, name="orderbook"),
     path("coin/<symbol:base>/heatmap", api.coin_heatmap, name="coin_heatmap"),
     path("coin/<symbol:base>/map", api.coin_map, name="coin_map"),
     path("coin/<symbol:base>/clusters", api.coin_clusters, name="coin_clusters"),

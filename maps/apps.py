@@ -10,5 +10,8 @@ class MapsConfig(AppConfig):
 
     def ready(self) -> None:
         from liqsite.checks import visibility_timeout_check
+        from maps.levels.tasks import snapshots_computed_levels
+        from maps.signals import snapshots_computed
 
         checks.register(visibility_timeout_check, "celery")
+        snapshots_computed.connect(snapshots_computed_levels, dispatch_uid="maps.levels")

@@ -488,26 +488,31 @@ NARROW_CSS = (
 )
 
 
-def chart_layout(data: PlotData, side: str, title: str):
+def chart_layout(data: PlotData, side: str, title: str, layers=None):
     """The heatmap with the map at its right and the liquidations below; on a narrow screen the
-    rows wrap, so the heatmap takes the whole width and the map comes under it."""
+    rows wrap, so the heatmap takes the whole width and the map comes under it. `layers`
+    (maps.levels.charts.Layers) draws on the figures and returns panes beside the map and below."""
     heat = heatmap_figure(data, side, title)
     liq = liquidations_figure(data, heat.x_range)
     side_map = map_figure(data, side, heat.y_range)
-    spacer = Spacer(width=MAP_WIDTH, height=liq.height, css_classes=["chart-spacer"])
+    panes = layers(heat=heat, side_map=side_map, liquidations=liq, data=data) if layers else None
+    beside, below = (panes.beside, panes.below) if panes else ([], [])
+    spacer_width = MAP_WIDTH + sum(int(pane.width or 0) for pane in beside)
+    spacer = Spacer(width=spacer_width, height=liq.height, css_classes=["chart-spacer"])
     heat.css_classes = ["chart-wide"]
     liq.css_classes = ["chart-wide"]
     wrap = InlineStyleSheet(css=NARROW_CSS)
     return column(
-        row(heat, side_map, sizing_mode="stretch_width", stylesheets=[wrap]),
+        row(heat, side_map, *beside, sizing_mode="stretch_width", stylesheets=[wrap]),
         row(liq, spacer, sizing_mode="stretch_width", stylesheets=[wrap]),
+        *below,
         sizing_mode="stretch_width",
     )
 
 
-def chart_json(result: Result, price: PriceLine, side: str, title: str) -> bytes:
+def chart_json(result: Result, price: PriceLine, side: str, title: str, layers=None) -> bytes:
     """The charts as Bokeh's embed JSON (json_item), gzip-compressed."""
-    layout = chart_layout(plot_data(result, price), side, title)
+    layout = chart_layout(plot_data(result, price), side, title, layers)
     text = json.dumps(json_item(layout), separators=(",", ":"))
     return gzip.compress(text.encode(), compresslevel=6)
 

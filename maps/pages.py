@@ -21,6 +21,7 @@ from django.utils.cache import get_conditional_response, patch_cache_control, pa
 from django.utils.http import http_date, quote_etag
 
 from maps import charts
+from maps.levels import pages as levels_pages
 from maps.models import MapSnapshot, Market, ms_to_datetime
 from maps.selectors import (
     Freshness,
@@ -255,6 +256,8 @@ def pair_view(request: HttpRequest, *, market: Market, window: str, side: str) -
         proximity_url=proximity_url(market, window, side, version),
         api_urls=api_urls(market, window),
     )
+    levels = {key: context[key] for key in ("clusters", "proximity")}
+    context.update(levels_pages.pair_levels(snapshot=snapshot, **levels))
     return view
 
 
@@ -343,6 +346,7 @@ def proximity_context(
             query=(window, side),
         )
     )
+    context.update(levels_pages.widget_levels(snapshot=snapshot, proximity=context["proximity"]))
     return context
 
 
@@ -449,7 +453,8 @@ def pair_charts_response(
         result = snapshot_to_result(snapshot)
         price = price_line(market, result)
         title = f"{market.symbol} · {market.exchange.name} · {window} · {SIDES[side].lower()}"
-        return charts.chart_json(result, price, side, title)
+        layers = levels_pages.chart_layers(market=market, snapshot=snapshot, result=result)
+        return charts.chart_json(result, price, side, title, layers)
 
     payload = charts.cached(f"charts:pair:{version}:{side}", build)
     return chart_response(request, payload, version=version)

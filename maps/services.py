@@ -185,12 +185,14 @@ def market_demo_clear(*, market: Market) -> None:
 
 def market_rows_delete(*, market: Market) -> None:
     """Delete everything stored for the market (bars, raw metrics rows, events, snapshots,
-    calibrations); the market itself and its settings stay."""
+    calibrations, order books, levels); the market itself and its settings stay."""
     market.bars.all().delete()
     market.metrics_rows.all().delete()
     market.events.all().delete()
     market.snapshots.all().delete()
     market.calibrations.all().delete()
+    market.order_books.all().delete()
+    market.levels.all().delete()
 
 
 def exchange_demo_refresh(*, exchange: Exchange) -> None:

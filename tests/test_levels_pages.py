@@ -76,7 +76,7 @@ def test_it_stores_a_snapshots_levels_once_per_version(btc):
     first = services.levels_for(snapshot=snapshot)
     again = services.levels_for(snapshot=snapshot)
     assert first.pk == again.pk and first.computed_at == again.computed_at
-    assert first.snapshot_version == snapshot_version(snapshot)
+    assert first.snapshot_version == f"{snapshot_version(snapshot)}~L{services.LEVELS_VERSION}"
     assert len(first.confluence) == len(snapshot.clusters)
     assert first.atr_1h > 0 and first.atr_4h > first.atr_1h
     assert first.walls and all(w["standing"] for w in first.walls)

@@ -106,12 +106,9 @@ def cluster_key(cluster: dict) -> tuple:
     return (cluster["side"], float(cluster["price_low"]), float(cluster["price_high"]))
 
 
-def confluence_by_cluster(snapshot: MapSnapshot, levels: LevelsSnapshot) -> dict[tuple, dict]:
-    """The stored confluence of each of the snapshot's clusters, by cluster."""
-    return {
-        cluster_key(c): conf
-        for c, conf in zip(snapshot.clusters, levels.confluence or [], strict=False)
-    }
+def confluence_by_cluster(levels: LevelsSnapshot) -> dict[tuple, dict]:
+    """The stored confluence of the snapshot's clusters, by cluster (side and range)."""
+    return {cluster_key(conf): conf for conf in levels.confluence or [] if "side" in conf}
 
 
 def confluence_view(cluster: dict, stored: dict | None) -> Confluence | None:
@@ -155,7 +152,7 @@ def pair_levels(*, snapshot: MapSnapshot, clusters: list[dict], proximity: dict)
     context = {"layers": layer_switches(), "levels": None}
     if levels is None:
         return context
-    by_cluster = confluence_by_cluster(snapshot, levels)
+    by_cluster = confluence_by_cluster(levels)
     context.update(
         clusters=with_confluence(clusters, by_cluster),
         proximity=proximity_with_confluence(proximity, by_cluster),
@@ -169,7 +166,7 @@ def widget_levels(*, snapshot: MapSnapshot | None, proximity: dict | None) -> di
     levels = levels_or_none(snapshot)
     if levels is None or not proximity:
         return {}
-    by_cluster = confluence_by_cluster(snapshot, levels)
+    by_cluster = confluence_by_cluster(levels)
     return {"proximity": proximity_with_confluence(proximity, by_cluster)}
 
 
@@ -346,14 +343,12 @@ def depth_columns(
     wanted = np.unique(pick[pick >= 0])
     if not len(wanted):
         return None
-    first, last = int(stamps[wanted[0]]), int(stamps[wanted[-1]])
     rows = market_book_rows(
         market_id=market.pk,
-        start=ms_to_datetime(first),
-        end=ms_to_datetime(last + 1),
+        start=ms_to_datetime(int(stamps[wanted[0]])),
+        end=ms_to_datetime(int(stamps[wanted[-1]]) + 1),
+        only=[times[i] for i in wanted.tolist()],
     )
-    index = np.searchsorted(rows.times, stamps[wanted])
-    rows = rows.take(index)
     position = np.full(len(stamps), -1)
     position[wanted] = np.arange(len(wanted))
     return Depth(
@@ -422,7 +417,7 @@ def levels_page_context(request, *, market: Market, window: str) -> dict:
     levels = levels_or_none(snapshot)
     if levels is None:
         return context
-    by_cluster = confluence_by_cluster(snapshot, levels)
+    by_cluster = confluence_by_cluster(levels)
     close = snapshot.last_close
     context.update(
         snapshot=snapshot,
@@ -491,7 +486,7 @@ def snapshot_confluence(snapshot: MapSnapshot) -> tuple[list[dict], dict]:
     """The snapshot's clusters and proximity, each cluster with `confluence` (null when the
     levels are not available)."""
     levels = levels_or_none(snapshot)
-    by_cluster = confluence_by_cluster(snapshot, levels) if levels is not None else {}
+    by_cluster = confluence_by_cluster(levels) if levels is not None else {}
     clusters = [
         {**c, "confluence": confluence_json(by_cluster.get(cluster_key(c)))}
         for c in snapshot.clusters

@@ -145,12 +145,18 @@ class BookRows:
         )
 
 
-def market_book_rows(*, market_id: int, start: datetime, end: datetime) -> BookRows:
-    """The market's books with start <= time < end, by time."""
+def market_book_rows(
+    *, market_id: int, start: datetime, end: datetime, only: list[datetime] | None = None
+) -> BookRows:
+    """The market's books with start <= time < end (only those of the times `only` lists, if
+    given), by time."""
+    books = OrderBookSnapshot.objects.filter(market_id=market_id, time__gte=start, time__lt=end)
+    if only is not None:
+        books = books.filter(time__in=only)
     rows = list(
-        OrderBookSnapshot.objects.filter(market_id=market_id, time__gte=start, time__lt=end)
-        .order_by("time")
-        .values_list("time", "bin_start", "bin_width", "bin_count", "mid", "depth")
+        books.order_by("time").values_list(
+            "time", "bin_start", "bin_width", "bin_count", "mid", "depth"
+        )
     )
     count = len(rows)
     widest = max((r[3] for r in rows), default=0)

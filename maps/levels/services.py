@@ -50,6 +50,8 @@ SWING_LOOKBACK_MS = 7 * DAY_MS  # swings and RSI read at least a week, whatever 
 RSI_WARMUP_BARS = 300  # 4h bars read before the lookback: the RSI has settled (< 1e-6) by then
 WALL_LOOKBACK_MS = DAY_MS  # how far back a standing wall is followed
 PROFILE_MAX_BINS = 240
+LEVELS_VERSION = 1  # bump when a rule or the stored shape changes: stored levels are remade
+CLUSTER_KEY = ("side", "price_low", "price_high")  # what a stored confluence names its cluster by
 
 
 # Order books.
@@ -107,13 +109,19 @@ def orderbooks_prune(*, days: int | None = None, now=None) -> int:
 # Levels and confluence.
 
 
-def levels_for(*, snapshot: MapSnapshot) -> LevelsSnapshot:
-    """The snapshot's levels, computed and stored the first time they are asked for."""
-    version = map_pages.snapshot_version(snapshot)
+def levels_version(snapshot: MapSnapshot) -> str:
+    """What stored levels were made from: the snapshot's version and the rules' (LEVELS_VERSION)."""
+    return f"{map_pages.snapshot_version(snapshot)}~L{LEVELS_VERSION}"
+
+
+def levels_for(*, snapshot: MapSnapshot, inputs: Inputs | None = None) -> LevelsSnapshot:
+    """The snapshot's levels, computed and stored the first time they are asked for (again when
+    the snapshot or the rules change); `inputs` read for another window may be reused."""
+    version = levels_version(snapshot)
     stored = levels_stored(market=snapshot.market, window=snapshot.window)
     if stored is not None and stored.snapshot_version == version:
         return stored
-    values = levels_values(snapshot)
+    values = levels_values(snapshot, inputs)
     try:
         with transaction.atomic():
             stored, _ = LevelsSnapshot.objects.update_or_create(
@@ -148,15 +156,39 @@ def snapshot_span(snapshot: MapSnapshot) -> Span:
     return Span(window_start, lookback, end)
 
 
-def levels_values(snapshot: MapSnapshot) -> dict:
+@dataclass(frozen=True)
+class Inputs:
+    """What a snapshot's levels read: the bars from `start` and the walls standing at `end`. The
+    windows of one market end together, so the longest window's inputs serve them all."""
+
+    market_id: int
+    start: int
+    end: int
+    bars: PriceBars
+    walls: list[dict]
+
+    def serves(self, snapshot: MapSnapshot, start: int, end: int) -> bool:
+        return self.market_id == snapshot.market_id and self.start <= start and self.end == end
+
+
+def levels_inputs(snapshot: MapSnapshot) -> Inputs:
+    span = snapshot_span(snapshot)
+    start = span.lookback_start - RSI_WARMUP_BARS * lv.TIMEFRAMES["4h"]
+    bars = market_price_bars(
+        market_id=snapshot.market_id, start=ms_to_datetime(start), end=ms_to_datetime(span.end)
+    )
+    walls = standing_walls(market_id=snapshot.market_id, end=span.end)
+    return Inputs(snapshot.market_id, start, span.end, bars, walls)
+
+
+def levels_values(snapshot: MapSnapshot, inputs: Inputs | None = None) -> dict:
     """Every field of LevelsSnapshot for the snapshot (see docs/model.md)."""
     span = snapshot_span(snapshot)
-    warmup = RSI_WARMUP_BARS * lv.TIMEFRAMES["4h"]
-    bars = market_price_bars(
-        market_id=snapshot.market_id,
-        start=ms_to_datetime(span.lookback_start - warmup),
-        end=ms_to_datetime(span.end),
-    )
+    start = span.lookback_start - RSI_WARMUP_BARS * lv.TIMEFRAMES["4h"]
+    if inputs is None or not inputs.serves(snapshot, start, span.end):
+        inputs = levels_inputs(snapshot)
+    bars = _bars_since(inputs.bars, start)
+    walls = inputs.walls
     frames = {tf: _candles(bars, period) for tf, period in lv.TIMEFRAMES.items()}
     recent = {tf: _since(frame, span.lookback_start) for tf, frame in frames.items()}
     atr_1h, atr_4h = lv.atr(recent["1h"]), lv.atr(recent["4h"])
@@ -176,7 +208,6 @@ def levels_values(snapshot: MapSnapshot) -> dict:
         if d["end"] >= span.lookback_start
     ]
     profile = _profile(snapshot, bars, span.window_start)
-    walls = standing_walls(market_id=snapshot.market_id, end=span.end)
     context = lv.Context(
         levels=levels,
         poc=profile.poc if profile is not None else None,
@@ -196,8 +227,25 @@ def levels_values(snapshot: MapSnapshot) -> dict:
         "rsi": {tf: rsi_json(frames[tf], rsi[tf], span.window_start) for tf in frames},
         "divergences": divergences,
         "walls": walls,
-        "confluence": [lv.confluence(cluster, context) for cluster in snapshot.clusters],
+        "confluence": [
+            {**{k: cluster[k] for k in CLUSTER_KEY}, **lv.confluence(cluster, context)}
+            for cluster in snapshot.clusters
+        ],
     }
+
+
+def _bars_since(bars: PriceBars, start: int) -> PriceBars:
+    keep = bars.ts >= start
+    if keep.all():
+        return bars
+    return PriceBars(
+        bars.ts[keep],
+        bars.open[keep],
+        bars.high[keep],
+        bars.low[keep],
+        bars.close[keep],
+        bars.volume[keep],
+    )
 
 
 def _candles(bars: PriceBars, period_ms: int) -> lv.Candles:

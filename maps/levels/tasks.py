@@ -25,7 +25,7 @@ from maps.analytics.levels import LevelsError
 from maps.analytics.orderbook import BookError
 from maps.connectors import RETRYABLE_ERRORS, ConnectorError, RateLimited
 from maps.levels import services
-from maps.models import Market
+from maps.models import WINDOWS, Market
 from maps.selectors import market_snapshot_light, markets_ingestible
 from maps.tasks import (
     cooldown_key,
@@ -82,18 +82,22 @@ def orderbooks_prune() -> int:
 
 @shared_task(acks_late=True, ignore_result=True, soft_time_limit=100, time_limit=120)
 def market_levels_compute(market_id: int, windows: list[str]) -> int:
-    """Store the levels of the market's snapshots for `windows`; returns how many. A window whose
-    levels cannot be computed is logged and left to be computed when first asked for."""
+    """Store the levels of the market's snapshots for `windows`; returns how many. The bars and
+    walls are read once, for the longest window. A window whose levels cannot be computed is
+    logged and left to be computed when first asked for."""
     market = Market.objects.select_related("exchange").filter(pk=market_id).first()
     if market is None:
         return 0
-    done = 0
-    for window in windows:
+    done, inputs = 0, None
+    longest_first = sorted(windows, key=lambda w: WINDOWS.get(w, 0), reverse=True)
+    for window in longest_first:
         snapshot = market_snapshot_light(market=market, window=window)
         if snapshot is None:
             continue
         try:
-            services.levels_for(snapshot=snapshot)
+            if inputs is None:
+                inputs = services.levels_inputs(snapshot)
+            services.levels_for(snapshot=snapshot, inputs=inputs)
         except LevelsError as exc:
             log.warning("levels of %s %s not computed: %s", market, window, exc)
             continue

@@ -30,7 +30,7 @@ from bokeh.models import (
 from bokeh.plotting import figure
 
 from maps.analytics.orderbook import rebin
-from maps.charts import MAP_WIDTH, NARROW_CSS, USD_HOVER, USD_TICKS, price_format
+from maps.charts import MAP_WIDTH, NARROW_CSS, NARROW_PX, USD_HOVER, USD_TICKS, price_format
 from maps.levels.selectors import BookRows
 
 LAYERS = ("sr", "profile", "depth", "walls")
@@ -57,6 +57,9 @@ RSI_1H = "#e8edf5"
 RSI_4H = "#fbbf24"
 OI = "#fbbf24"
 VOLUME = "#3b4a63"
+# On a phone the rows wrap and the map comes under the heatmap; a narrow pane of the profile
+# under it would be mostly empty space, so it is left out there.
+PHONE_HIDDEN = f"@media (max-width: {NARROW_PX}px) {{ :host {{ display: none !important; }} }}"
 DEPTH_STOPS = ("#0a1a33", "#123c78", "#1d6fd6", "#4fb3ff", "#bfe8ff", "#ffffff")
 
 
@@ -367,6 +370,7 @@ def profile_figure(plot: LevelsPlot, y_range, fmt: str):
     fig.yaxis.visible = False
     _style(fig)
     fig.min_border_left = 4
+    fig.stylesheets = [InlineStyleSheet(css=PHONE_HIDDEN)]
     return fig
 
 

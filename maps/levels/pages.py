@@ -447,8 +447,9 @@ def recent_walls(*, market: Market, end: MapSnapshot) -> list[dict]:
     if not len(rows):
         return []
     history = book_history(rows, common_edges(rows))
+    first = int(rows.times[0])
     walls = [
-        {**w, "stood_label": _stood(w["stood_ms"])}
+        {**w, "stood_label": _stood(w["stood_ms"], before=w["appeared"] == first)}
         for w in ob.book_walls(history)
         if w["stood_ms"] >= ob.WALL_MIN_MS
     ]

@@ -44,7 +44,7 @@ from django.core.cache import cache
 from maps.engine.types import Result
 
 T = TypeVar("T")
-CHARTS_VERSION = 2
+CHARTS_VERSION = 3  # 3: the levels layers and the indicator pane (maps/levels/charts.py)
 CROP_PCT = 0.12
 MAX_ROWS = 360
 MAX_COLUMNS = 300

@@ -162,11 +162,16 @@ def pair_levels(*, snapshot: MapSnapshot, clusters: list[dict], proximity: dict)
 
 
 def widget_levels(*, snapshot: MapSnapshot | None, proximity: dict | None) -> dict:
-    """The proximity widget's clusters with their confluence (the widget polls on its own)."""
-    levels = levels_or_none(snapshot)
-    if levels is None or not proximity:
+    """The proximity widget's clusters with their confluence (the widget polls on its own, so
+    only the stored confluence is read)."""
+    if snapshot is None or not proximity:
         return {}
-    by_cluster = confluence_by_cluster(levels)
+    try:
+        stored = services.levels_confluence(snapshot=snapshot)
+    except (LevelsError, ob.BookError) as exc:
+        log.warning("confluence of %s %s unavailable: %s", snapshot.market, snapshot.window, exc)
+        return {}
+    by_cluster = {cluster_key(c): c for c in stored if "side" in c}
     return {"proximity": proximity_with_confluence(proximity, by_cluster)}
 
 

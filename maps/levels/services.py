@@ -139,6 +139,19 @@ def levels_for(*, snapshot: MapSnapshot, inputs: Inputs | None = None) -> Levels
     return stored
 
 
+def levels_confluence(*, snapshot: MapSnapshot) -> list[dict]:
+    """Only the stored confluence of the snapshot's clusters (what the proximity widget polls for:
+    the rest of the levels is not read), computed first if needed."""
+    stored = (
+        LevelsSnapshot.objects.filter(market=snapshot.market, window=snapshot.window)
+        .only("snapshot_version", "confluence")
+        .first()
+    )
+    if stored is not None and stored.snapshot_version == levels_version(snapshot):
+        return stored.confluence
+    return levels_for(snapshot=snapshot).confluence
+
+
 @dataclass(frozen=True)
 class Span:
     """The times a snapshot's levels read: the window, the swing lookback, the end."""

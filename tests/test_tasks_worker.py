@@ -240,4 +240,9 @@ def test_it_takes_order_books_and_stores_levels_through_a_worker(workers, binanc
     levels = LevelsSnapshot.objects.get(market=binance_market, window="12h")
     snapshot = MapSnapshot.objects.get(market=binance_market, window="12h")
     assert len(levels.confluence) == len(snapshot.clusters)
-    assert levels.rsi["1h"]["values"]
+    assert levels.atr_1h > 0
+    assert levels.rsi["1h"] == {
+        "times": [],
+        "values": [],
+        "last": None,
+    }  # 12 recorded hours: warm-up

@@ -257,6 +257,9 @@ CELERY_TASK_ROUTES = {
     "maps.tasks.exchange_track_markets": {"queue": "ingest"},
     "maps.tasks.exchanges_track_markets": {"queue": "ingest"},
     "maps.tasks.*": {"queue": "compute"},
+    "maps.levels.tasks.market_orderbook_snapshot": {"queue": "ingest"},
+    "maps.levels.tasks.orderbooks_snapshot_tracked": {"queue": "ingest"},
+    "maps.levels.tasks.*": {"queue": "compute"},
 }
 CELERY_WORKER_SEND_TASK_EVENTS = False
 # Every minute: ingest every tracked market, then recompute its snapshots (a chain per market).
@@ -283,6 +286,18 @@ CELERY_BEAT_SCHEDULE = {
         "task": "maps.tasks.exchanges_track_markets",
         "schedule": crontab(hour=2, minute=47),
         "options": {"expires": 3600},
+    },
+    # Every minute: each tracked market's order book (maps/levels/); hourly: drop the books
+    # older than LIQSITE_ORDERBOOK_DAYS.
+    "snapshot-order-books": {
+        "task": "maps.levels.tasks.orderbooks_snapshot_tracked",
+        "schedule": 60.0,
+        "options": {"expires": 55},
+    },
+    "prune-order-books": {
+        "task": "maps.levels.tasks.orderbooks_prune",
+        "schedule": crontab(minute=41),
+        "options": {"expires": 3000},
     },
 }
 # Task modules outside an app's tasks.py (autodiscover finds only those).
@@ -481,3 +496,5 @@ LIQSITE_TELEGRAM_API_URL = envurl("LIQSITE_TELEGRAM_API_URL", {"http", "https"})
 # every LIQSITE_SCHEDULER_SECONDS that rolls the demo forward, ingests tracked markets, recomputes
 # the maps and checks alerts. 0 turns it off.
 LIQSITE_SCHEDULER_SECONDS = envint("LIQSITE_SCHEDULER_SECONDS", 60, minimum=0)
+# How many days of one-minute order books each market keeps (the rolling window of maps/levels/).
+LIQSITE_ORDERBOOK_DAYS = envint("LIQSITE_ORDERBOOK_DAYS", 7, minimum=1)

@@ -26,6 +26,7 @@ from django.views.decorators.http import require_safe
 from maps import charts, pages
 from maps.engine.serialize import params_to_json
 from maps.engine.types import Result
+from maps.levels import pages as levels_pages
 from maps.models import MapSnapshot, Market
 from maps.pages import BadQuery
 from maps.selectors import (
@@ -263,6 +264,7 @@ class Source:
 
 
 def snapshot_source(snapshot: MapSnapshot) -> Source:
+    clusters, proximity = levels_pages.snapshot_confluence(snapshot)  # with their confluence
     return Source(
         load=lambda: {**snapshot.arrays, "edges": snapshot.edges},
         bins={
@@ -272,8 +274,8 @@ def snapshot_source(snapshot: MapSnapshot) -> Source:
         },
         leverages=leverages(snapshot),
         step_ms=snapshot.market.step_ms,
-        clusters=[cluster_out(c) for c in snapshot.clusters],
-        proximity=proximity_out(snapshot.proximity),
+        clusters=[cluster_out(c) for c in clusters],
+        proximity=proximity_out(proximity),
     )
 
 

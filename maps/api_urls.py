@@ -10,6 +10,7 @@ from django.urls import path, re_path
 
 import maps.urls  # noqa: F401  (registers the exchange and symbol path converters)
 from maps import api
+from maps.levels import api as levels_api
 from maps.market_signals import api as signal_api
 from maps.risk import api as risk_api
 
@@ -27,6 +28,8 @@ urlpatterns = [
     path("<exchange:exchange>/<symbol:symbol>/sweeps", signal_api.sweeps, name="sweeps"),
     path("<exchange:exchange>/<symbol:symbol>/signals", signal_api.signals, name="signals"),
     path("<exchange:exchange>/<symbol:symbol>/backtest", signal_api.backtest, name="backtest"),
+    path("<exchange:exchange>/<symbol:symbol>/levels", levels_api.levels, name="levels"),
+    path("<exchange:exchange>/<symbol:symbol>/orderbook", levels_api.orderbook, name="orderbook"),
     path("coin/<symbol:base>/heatmap", api.coin_heatmap, name="coin_heatmap"),
     path("coin/<symbol:base>/map", api.coin_map, name="coin_map"),
     path("coin/<symbol:base>/clusters", api.coin_clusters, name="coin_clusters"),

@@ -10,11 +10,12 @@ class MapsConfig(AppConfig):
 
     def ready(self) -> None:
         from liqsite.checks import visibility_timeout_check
-
-        checks.register(visibility_timeout_check, "celery")
+        from maps.levels.tasks import snapshots_computed_levels
         from maps.market_signals.receivers import snapshots_computed_refresh_signals
         from maps.signals import snapshots_computed
 
+        checks.register(visibility_timeout_check, "celery")
         snapshots_computed.connect(
             snapshots_computed_refresh_signals, dispatch_uid="maps.market_signals.refresh"
         )
+        snapshots_computed.connect(snapshots_computed_levels, dispatch_uid="maps.levels")

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
+from django.conf import settings
 from django.db import connection, transaction
 
 from maps.binance_vision import (
@@ -35,6 +36,7 @@ from maps.binance_vision import (
     plan_files,
 )
 from maps.engine.types import Bars
+from maps.levels.demo import demo_books_refill
 from maps.models import (
     BAR_VALUE_FIELDS,
     Bar,
@@ -450,6 +452,8 @@ def demo_seed(
             continue
         with transaction.atomic():
             _market_refill(market, bars, funding, events)
+            book_days = min(days, settings.LIQSITE_ORDERBOOK_DAYS)
+            demo_books_refill(market=market, bars=bars, seed=seed, days=book_days)
         summary.markets.append(market)
         summary.bars += len(bars.ts)
         summary.events += len(events.time)

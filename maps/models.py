@@ -574,3 +574,64 @@ class MarketBacktest(models.Model):
 
     def __str__(self) -> str:
         return f"{self.market} backtest to {self.period_end:%Y-%m-%d %H:%M}"
+
+
+# Levels and order books (maps/levels/).
+
+
+class OrderBookSnapshot(models.Model):
+    """One minute's order book of a market, binned on the market's price grid from 5 % below the
+    mid to 5 % above it, bin k covering [bin_start + k x bin_width, ... + bin_width). `depth`
+    holds USD per bin as float32: the bids of the bins up to the mid's, then the asks from it."""
+
+    SOURCE_CHOICES = [("rest", "exchange REST snapshot"), ("demo", "simulated")]
+
+    market = models.ForeignKey(Market, on_delete=models.CASCADE, related_name="order_books")
+    time = models.DateTimeField(help_text="The minute the book was taken in, UTC")
+    mid = models.FloatField()
+    best_bid = models.FloatField()
+    best_ask = models.FloatField()
+    bin_start = models.FloatField(help_text="Lowest bin edge")
+    bin_width = models.FloatField()
+    bin_count = models.PositiveIntegerField()
+    depth = models.BinaryField(help_text="float32 USD: bids up to the mid's bin, asks from it")
+    reach_bid = models.FloatField(help_text="How far below the mid the bids reached (fraction)")
+    reach_ask = models.FloatField(help_text="How far above the mid the asks reached (fraction)")
+    source = models.CharField(max_length=4, choices=SOURCE_CHOICES, default="rest")
+
+    class Meta:
+        ordering = ["market", "time"]
+        constraints = [
+            models.UniqueConstraint(fields=["market", "time"], name="orderbook_unique_minute")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.market_id} book {self.time:%Y-%m-%d %H:%M}"
+
+
+class LevelsSnapshot(models.Model):
+    """Support/resistance, volume profile, RSI, divergences, walls and each cluster's confluence
+    for one map snapshot (maps/levels/services.py computes it once per snapshot version)."""
+
+    market = models.ForeignKey(Market, on_delete=models.CASCADE, related_name="levels")
+    window = models.CharField(max_length=4, choices=WINDOW_CHOICES)
+    snapshot_version = models.CharField(max_length=40, help_text="The map snapshot it was made for")
+    as_of = models.DateTimeField(help_text="The map snapshot's last step")
+    computed_at = models.DateTimeField(default=timezone.now)
+    atr_1h = models.FloatField(null=True)
+    atr_4h = models.FloatField(null=True)
+    support_resistance = models.JSONField(default=list)
+    volume_profile = models.JSONField(default=dict)
+    rsi = models.JSONField(default=dict)
+    divergences = models.JSONField(default=list)
+    walls = models.JSONField(default=list, help_text="Walls standing at the map's end")
+    confluence = models.JSONField(default=list, help_text="One per cluster, in the map's order")
+
+    class Meta:
+        ordering = ["market", "window"]
+        constraints = [
+            models.UniqueConstraint(fields=["market", "window"], name="levels_unique_window")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.market} {self.window} levels"

@@ -24,6 +24,7 @@ from django.utils.http import http_date, quote_etag
 from maps import charts
 from maps.engine.clusters import MIN_DISTANCE_PCT, distance_pct, magnet_score
 from maps.engine.types import Events
+from maps.levels import pages as levels_pages
 from maps.market_signals import pages as signal_pages
 from maps.market_signals import replay
 from maps.models import WINDOWS, MapSnapshot, Market, ms_to_datetime
@@ -351,6 +352,8 @@ def pair_view(
             market=market, snapshot=snapshot, path=path, query={"window": window, "side": side}
         ),
     )
+    levels = {key: context[key] for key in ("clusters", "proximity")}
+    context.update(levels_pages.pair_levels(snapshot=snapshot, **levels))
     return view
 
 
@@ -494,6 +497,7 @@ def proximity_context(
     )
     if at is not None:
         context.update(proximity_url="", newer=False)
+    context.update(levels_pages.widget_levels(snapshot=snapshot, proximity=context["proximity"]))
     return context
 
 
@@ -607,6 +611,8 @@ def pair_charts_response(
         events = real_events([market.pk], result)
         start = int(result.heat_times[0]) if len(result.heat_times) else int(result.as_of)
         layers = signal_pages.chart_layers(market=market, snapshot=snapshot, heat_start=start)
+        if levels := levels_pages.chart_layers(market=market, snapshot=snapshot, result=result):
+            layers["levels"] = levels
         return charts.chart_json(result, candles, side, title, events, layers)
 
     payload = charts.cached(f"charts:pair:{version}:{side}", build)

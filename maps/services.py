@@ -298,7 +298,8 @@ def market_demo_clear(*, market: Market) -> None:
 
 def market_rows_delete(*, market: Market) -> None:
     """Delete everything stored for the market (bars, raw metrics rows, events, snapshots,
-    calibrations, signals, backtest); the market itself and its settings stay."""
+    calibrations, signals, backtest, order books, levels); the market itself and its settings
+    stay."""
     market.bars.all().delete()
     market.metrics_rows.all().delete()
     market.events.all().delete()
@@ -306,6 +307,8 @@ def market_rows_delete(*, market: Market) -> None:
     market.calibrations.all().delete()
     MarketSignals.objects.filter(market=market).delete()
     MarketBacktest.objects.filter(market=market).delete()
+    market.order_books.all().delete()
+    market.levels.all().delete()
 
 
 def exchange_demo_refresh(*, exchange: Exchange) -> None:

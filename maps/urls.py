@@ -6,6 +6,7 @@ from __future__ import annotations
 from django.urls import path, register_converter
 
 from maps import views
+from maps.levels import views as levels_views
 from maps.market_signals import views as signal_views
 from maps.models import RESERVED_SLUGS
 from maps.risk import views as risk_views
@@ -64,6 +65,7 @@ urlpatterns = [
     ),
     path("<exchange:exchange>/<symbol:symbol>/charts.json", views.pair_charts, name="pair_charts"),
     path("<exchange:exchange>/<symbol:symbol>/plan/", risk_views.planner, name="planner"),
+    path("<exchange:exchange>/<symbol:symbol>/levels/", levels_views.levels, name="levels"),
     path(
         "<exchange:exchange>/<symbol:symbol>/plan/save/",
         risk_views.planner_save,

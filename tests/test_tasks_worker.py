@@ -244,3 +244,38 @@ def test_a_slow_exchange_delays_only_its_own_markets(workers, binance_market):
     )
     slow.refresh_from_db()
     assert slow.queued_at is None
+
+
+def test_it_takes_order_books_and_stores_levels_through_a_worker(workers, binance_market):
+    """The minute's order book and, after a recompute, every window's levels (maps/levels/)."""
+    from maps.levels.tasks import orderbooks_snapshot_tracked
+    from maps.models import LevelsSnapshot, OrderBookSnapshot
+
+    workers("alpha")
+
+    orderbooks_snapshot_tracked.delay()
+    markets_ingest_tracked.delay()
+
+    book = wait_for(
+        lambda: OrderBookSnapshot.objects.filter(market=binance_market).first(),
+        90,
+        "the recorded order book stored",
+    )
+    assert (book.best_bid, book.best_ask) == (89977.8, 89977.9)
+    wait_for(
+        lambda: (
+            LevelsSnapshot.objects.filter(market=binance_market).count()
+            == len(settings.LIQSITE_WINDOWS)
+        ),
+        120,
+        "the levels of every window",
+    )
+    levels = LevelsSnapshot.objects.get(market=binance_market, window="12h")
+    snapshot = MapSnapshot.objects.get(market=binance_market, window="12h")
+    assert len(levels.confluence) == len(snapshot.clusters)
+    assert levels.atr_1h > 0
+    assert levels.rsi["1h"] == {
+        "times": [],
+        "values": [],
+        "last": None,
+    }  # 12 recorded hours: warm-up

@@ -45,19 +45,30 @@ def chart_document(data: PlotData, side: str, title: str):
         tiers=p.tiers_pane(data, side),
     )
     drawn = [layer for layer in LAYERS if _draw(layer, panes, data, side)]
+    beside_more, below = _extra_panes(panes, data)
     main = column(
         panes.heat,
         panes.volume,
         panes.liquidations,
+        *below,
         sizing_mode="stretch_width",
         css_classes=["chart-main"],
     )
-    beside = column(panes.map, panes.tiers, css_classes=["chart-side"])
+    side_top = row(panes.map, *beside_more) if beside_more else panes.map
+    beside = column(side_top, panes.tiers, css_classes=["chart-side"])
     layout = row(
         main, beside, sizing_mode="stretch_width", stylesheets=[InlineStyleSheet(css=NARROW_CSS)]
     )
     layout.tags = [metadata(data, side, decimals, drawn)]
     return layout
+
+
+def _extra_panes(panes: p.Panes, data: PlotData) -> tuple[list, list]:
+    """Panes a feature adds: `PlotData.layers["levels"]` (maps.levels.charts.Layers) draws its
+    layers on the heatmap and returns the volume profile for beside the map and the indicator
+    panes (RSI, open interest) for under the liquidations."""
+    levels = data.layers.get("levels")
+    return levels(panes=panes, data=data) if levels else ([], [])
 
 
 def _draw(layer: Layer, panes: p.Panes, data: PlotData, side: str) -> bool:

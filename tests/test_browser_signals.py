@@ -107,7 +107,13 @@ def test_it_fits_the_replay_controls_on_a_phone(browser, live_server, market):
     assert "is not in the past" in page.content()
     page.goto(f"{live_server.url}/binance/btcusdt/?window=24h")
     page.wait_for_selector(".replay__slider")
-    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    page.wait_for_selector(CHARTS_READY, timeout=30_000)  # measured once laid out
+    wide = page.evaluate(
+        "() => Array.from(document.querySelectorAll('body *'))"
+        ".filter(e => e.getBoundingClientRect().right > 392)"
+        ".slice(0, 12).map(e => e.tagName + '.' + e.className)"
+    )
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390, wide
     phone.close()
 
 

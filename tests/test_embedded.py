@@ -53,7 +53,7 @@ def test_it_rolls_each_demo_market_forward_from_its_last_bar():
     before = {m.pk: market_bars_arrays(market_id=m.pk) for m in Market.objects.all()}
     report = demo_roll_forward(now_ms=end + 4 * STEP_MS + 1000)
     assert sorted(report.market_ids) == sorted(before)
-    assert report.steps == 9 * 3
+    assert report.steps == 11 * 3  # 9 majors and 2 thin markets
     for market in Market.objects.all():
         bars = market_bars_arrays(market_id=market.pk)  # validates the rows
         old = before[market.pk]
@@ -97,7 +97,7 @@ def test_it_leaves_a_demo_too_far_behind_for_a_new_seed_and_never_touches_real_m
     report = demo_roll_forward(now_ms=end + 11 * STEP_MS, max_steps=5)
     assert report.too_far_behind and report.steps == 0
     assert real.bars.count() == 1
-    assert demo_roll_forward(now_ms=end + 11 * STEP_MS).steps == 9 * 10
+    assert demo_roll_forward(now_ms=end + 11 * STEP_MS).steps == 11 * 10
     assert real.bars.count() == 1
 
 
@@ -150,7 +150,7 @@ def test_it_moves_the_demo_recomputes_and_fires_pending_alerts_in_one_round(eage
         )
     )
     done = scheduler.tick()
-    assert done["demo"].steps == 9 * 2
+    assert done["demo"].steps == 11 * 2
     assert all(done[f"compute:{m.pk}"] is not None for m in Market.objects.all())
     assert MapSnapshot.objects.get(market=market, window="24h").as_of == ms_to_datetime(
         end + 2 * STEP_MS

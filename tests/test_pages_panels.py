@@ -195,7 +195,9 @@ def test_it_serves_the_chart_json_with_its_metadata(client, btc):
     entries = dict(tags["entries"])
     assert entries["liqsite"] == 1
     assert entries["candle_ms"] == 900_000
-    assert [dict(layer["entries"])["name"] for layer in entries["layers"]] == [
-        "candles",
-        "cumulative",
-    ]
+    names = [dict(layer["entries"])["name"] for layer in entries["layers"]]
+    # candles and the cumulative curves, and the signal marks this market has (maps/figures)
+    assert names[:2] == ["candles", "cumulative"]
+    assert set(names[2:]) <= {"cascades", "sweeps"}
+    text = json.dumps(item)
+    assert all(f'"layer:{name}"' in text for name in names)

@@ -214,7 +214,7 @@ def test_it_scores_every_demo_market_against_its_liquidations(demo) -> None:
         assert calibration.events_used > 100
         assert 0 <= calibration.hit_rate <= 1 and 0 <= calibration.coverage <= 1
         assert calibration.period_end == END_TIME + timedelta(minutes=5)
-    assert "Calibration: 9 of 9 markets scored" in demo
+    assert "Calibration: 11 of 11 markets scored" in demo
 
 
 @pytest.mark.django_db

@@ -235,7 +235,7 @@ def test_it_forgets_the_signals_with_the_markets_rows(market):
 
 def test_it_computes_signals_and_backtests_when_seeding_the_demo(db):
     call_command("seed_demo", days=3, end="2026-11-26T12:00:00Z", stdout=io.StringIO())
-    assert MarketBacktest.objects.count() == MarketSignals.objects.count() == 9
+    assert MarketBacktest.objects.count() == MarketSignals.objects.count() == 11
 
 
 def test_it_keeps_the_page_and_the_api_up_when_the_signals_cannot_be_computed(client, market):

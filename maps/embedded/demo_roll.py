@@ -18,7 +18,19 @@ from datetime import timedelta
 import numpy as np
 from django.db import transaction
 
-from maps.demo import COINS, STEP_MS, VENUES, Coin, Venue, venue_events, venue_series
+from maps.demo import (
+    COINS,
+    STEP_MS,
+    THIN_MARKETS,
+    VENUES,
+    Coin,
+    ThinMarket,
+    Venue,
+    VenueEvents,
+    sparse_trading,
+    venue_events,
+    venue_series,
+)
 from maps.demo import simulate_coin as simulate_path
 from maps.engine.types import Bars
 from maps.models import WINDOWS, Bar, LiquidationEvent, Market, datetime_to_ms, ms_to_datetime
@@ -50,8 +62,12 @@ def demo_roll_forward(*, now_ms: int, max_steps: int = MAX_ROLL_STEPS) -> RollRe
     demo further behind is reported `too_far_behind` and left for a new seed)."""
     report = RollReport()
     end = (now_ms // STEP_MS) * STEP_MS - STEP_MS
-    for index, coin in enumerate(COINS):
-        tips = _tips(coin)
+    groups = [(index, coin, _tips(coin, VENUES), None) for index, coin in enumerate(COINS)]
+    for k, thin in enumerate(THIN_MARKETS):
+        venue = next(v for v in VENUES if v.slug == thin.venue)
+        one = dataclasses.replace(venue, size=1.0, basis_bps=0.0)  # as maps.demo.simulate_thin
+        groups.append((100 + k, thin.coin, _tips(thin.coin, (one,)), thin))
+    for index, coin, tips, thin in groups:
         if not tips:
             continue
         start = min(tip.ts for tip in tips) + STEP_MS
@@ -64,7 +80,7 @@ def demo_roll_forward(*, now_ms: int, max_steps: int = MAX_ROLL_STEPS) -> RollRe
         path = simulate_path(np.random.default_rng([ROLL_SEED, index, start // STEP_MS]), coin, ts)
         for v, tip in enumerate(tips):
             rng = np.random.default_rng([ROLL_SEED, index, v + 1, start // STEP_MS])
-            added = _extend(tip, coin, path, rng)
+            added = _extend(tip, coin, path, rng, thin)
             if added:
                 report.market_ids.append(tip.market.pk)
                 report.steps += added[0]
@@ -72,10 +88,10 @@ def demo_roll_forward(*, now_ms: int, max_steps: int = MAX_ROLL_STEPS) -> RollRe
     return report
 
 
-def _tips(coin: Coin) -> list[_Tip]:
-    """The coin's demo markets (simulated, 5-minute steps) with their last bar."""
+def _tips(coin: Coin, venues) -> list[_Tip]:
+    """The coin's demo markets (simulated, 5-minute steps) on these venues, with their last bar."""
     tips = []
-    for venue in VENUES:
+    for venue in venues:
         market = (
             Market.objects.select_related("exchange")
             .filter(exchange__slug=venue.slug, slug=f"{coin.base}usdt".lower(), is_demo=True)
@@ -90,8 +106,11 @@ def _tips(coin: Coin) -> list[_Tip]:
     return tips
 
 
-def _extend(tip: _Tip, coin: Coin, path, rng: np.random.Generator) -> tuple[int, int] | None:
-    """Write the path's steps after the market's last bar; (steps, events) or None."""
+def _extend(
+    tip: _Tip, coin: Coin, path, rng: np.random.Generator, thin: ThinMarket | None = None
+) -> tuple[int, int] | None:
+    """Write the path's steps after the market's last bar; (steps, events) or None. A thin
+    market trades in only some of the new steps, as in the seeded history."""
     keep = path.ts > tip.ts
     if not keep.any():
         return None
@@ -103,7 +122,15 @@ def _extend(tip: _Tip, coin: Coin, path, rng: np.random.Generator) -> tuple[int,
     )
     bars, funding = venue_series(rng, anchored, tip.venue, part)
     bars = _continue_from(bars, tip.close)
+    if thin is not None:
+        bars = sparse_trading(bars, rng.random(len(bars.ts)) < thin.trade_share)
+        bars = _continue_from(bars, tip.close)
     events = venue_events(rng, anchored, part, bars)
+    if thin is not None:
+        traded = bars.volume[(events.time - bars.ts[0]) // STEP_MS] > 0  # a liquidation trades
+        events = VenueEvents(
+            *(getattr(events, f)[traded] for f in VenueEvents.__dataclass_fields__)
+        )
     with transaction.atomic():
         _write(tip.market, bars, funding, events)
     return len(bars.ts), len(events.time)

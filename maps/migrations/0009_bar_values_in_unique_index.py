@@ -4,6 +4,24 @@ import django.db.models.deletion
 from django.db import migrations, models
 
 
+SQLITE_INDEX = "bar_unique_market_time_sqlite"
+
+
+def sqlite_unique_index(apps, schema_editor):
+    """SQLite cannot hold a unique constraint with included columns, so Django leaves it out
+    there: the embedded default gets the plain unique index that upserts on (market, time)
+    need."""
+    if schema_editor.connection.vendor == "sqlite":
+        schema_editor.execute(
+            f'CREATE UNIQUE INDEX IF NOT EXISTS "{SQLITE_INDEX}" ON "maps_bar" ("market_id", "time")'
+        )
+
+
+def sqlite_unique_index_drop(apps, schema_editor):
+    if schema_editor.connection.vendor == "sqlite":
+        schema_editor.execute(f'DROP INDEX IF EXISTS "{SQLITE_INDEX}"')
+
+
 class Migration(migrations.Migration):
 
     dependencies = [
@@ -24,4 +42,5 @@ class Migration(migrations.Migration):
             model_name='bar',
             constraint=models.UniqueConstraint(fields=('market', 'time'), include=('open', 'high', 'low', 'close', 'volume', 'taker_buy_volume', 'open_interest', 'long_short_ratio'), name='bar_unique_market_time'),
         ),
+        migrations.RunPython(sqlite_unique_index, sqlite_unique_index_drop),
     ]

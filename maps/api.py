@@ -582,7 +582,7 @@ coin_proximity = coin_view("proximity")
 def index(request: HttpRequest) -> JsonResponse:
     """What /api/v1/ serves: every document's URL pattern, the options, and the documentation."""
     root = request.build_absolute_uri(reverse("api:index"))
-    market = {kind: f"{root}{{exchange}}/{{symbol}}/{kind}" for kind in KINDS}
+    market = {kind: f"{root}{{exchange}}/{{symbol}}/{kind}" for kind in (*KINDS, "whales")}
     coin = {kind: f"{root}coin/{{base}}/{kind}" for kind in KINDS}
     response = JsonResponse(
         {

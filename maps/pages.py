@@ -43,6 +43,8 @@ from maps.selectors import (
     snapshots_for_listing,
 )
 from maps.services import coin_result, snapshot_to_result
+from maps.whales import pages as whales_pages
+from maps.whales.selectors import positioning_stored
 
 SIDES = {"both": "Both", "long": "Longs", "short": "Shorts"}
 DOCS = Path(settings.BASE_DIR) / "docs"
@@ -315,9 +317,10 @@ def pair_view(
     if snapshot is None:
         return PageView(context)
     version = snapshot_version(snapshot)
+    positioning = positioning_stored(market_id=market.pk)
     view = PageView(
         context,
-        etag=page_etag(request, version, window, side),
+        etag=page_etag(request, version, window, side, whales_pages.version(positioning)),
         last_modified=snapshot.computed_at,
         freshness=snapshot_freshness(snapshot=snapshot, market=market),
         cacheable=True,
@@ -354,6 +357,7 @@ def pair_view(
     )
     levels = {key: context[key] for key in ("clusters", "proximity")}
     context.update(levels_pages.pair_levels(snapshot=snapshot, **levels))
+    context["positioning"] = whales_pages.positioning_panel(market, positioning)
     return view
 
 

@@ -19,6 +19,7 @@ app_name = "api"
 urlpatterns = [
     path("", api.index, name="index"),
     path("markets/", api.markets, name="markets"),
+    path("screener/", whales_api.screener, name="screener"),
     path("<exchange:exchange>/<symbol:symbol>/heatmap", api.heatmap, name="heatmap"),
     path("<exchange:exchange>/<symbol:symbol>/map", api.map_view, name="map"),
     path("<exchange:exchange>/<symbol:symbol>/clusters", api.clusters, name="clusters"),

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from urllib.parse import urlencode
@@ -44,6 +44,7 @@ from maps.selectors import (
 )
 from maps.services import coin_result, snapshot_to_result
 from maps.whales import pages as whales_pages
+from maps.whales.screener import screener_apply
 from maps.whales.selectors import positioning_stored
 
 SIDES = {"both": "Both", "long": "Longs", "short": "Shorts"}
@@ -145,6 +146,7 @@ class ListingRow:
     market: Market
     snapshot: MapSnapshot | None
     freshness: Freshness | None
+    screen: whales_pages.ScreenerRow | None = None
 
     @property
     def below(self) -> dict | None:
@@ -179,23 +181,51 @@ def listing_rows(*, window: str, exchange=None, base: str | None = None) -> list
 
 
 def listing_context(request: HttpRequest, *, window: str, exchange=None) -> dict:
-    query = {"window": window}
+    """The home and exchange pages' screener: every listed market's row from its stored map
+    and positioning, filtered, sorted and coloured by the query (maps.whales.screener)."""
+    screen = whales_pages.screener_query(request)
+    query = {"window": window, **screen.params()}
     if exchange is not None:
         query["exchange"] = exchange.slug
     path = exchange.get_absolute_url() if exchange is not None else reverse("maps:home")
     rows = listing_rows(window=window, exchange=exchange)
     if exchange is None:
         rows.sort(key=lambda row: (row.market.base, row.market.exchange.name))
+    any_markets = bool(rows)
+    rows = screener_rows(rows, screen)
+    page_query = {"window": window, **screen.params()}
     return {
         "window": window,
         "rows": rows,
         "all_demo": bool(rows) and all(row.market.is_demo for row in rows),
-        "group_by_coin": exchange is None,
-        "window_links": window_links(path, window, {}),
+        "any_markets": any_markets,
+        "group_by_coin": exchange is None and screen.sort is None,
+        "window_links": window_links(path, window, screen.params()),
         "table_url": f"{reverse('maps:markets_table')}?{urlencode(query)}",
+        "page_url": f"{path}?{urlencode(page_query)}",
+        "path": path,
+        "screen": screen,
+        "screen_header": whales_pages.screener_header(screen, path, window),
         "refresh_seconds": refresh_seconds(),
         "canonical_url": request.build_absolute_uri(f"{path}?{urlencode({'window': window})}"),
     }
+
+
+def screener_rows(rows: list[ListingRow], screen) -> list[ListingRow]:
+    """The listing rows the screener keeps, in its order, each with its screener row."""
+    stored = whales_pages.positioning_for_listing([row.market.pk for row in rows])
+    screened = [
+        whales_pages.screener_row(i, row.market, row.snapshot, stored.get(row.market.pk))
+        for i, row in enumerate(rows)
+    ]
+    kept = screener_apply(
+        screened,
+        sort=screen.sort,
+        descending=screen.descending,
+        filters=screen.filters,
+        colour=screen.colour,
+    )
+    return [replace(rows[s.key], screen=s) for s in kept]
 
 
 def coins_context() -> dict:

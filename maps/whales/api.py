@@ -80,3 +80,57 @@ def whales_json(request: HttpRequest, market: Market, stored, window: str) -> di
 
 def _floats(values: np.ndarray) -> list[float | None]:
     return [None if not np.isfinite(v) else float(v) for v in values.tolist()]
+
+
+@require_safe
+def screener(request: HttpRequest) -> HttpResponse:
+    """The screener's rows (the home page's table) with the same options: window, sort, colour,
+    magnet, min_whale, max_whale, min_delta, min_oi_z, q."""
+    try:
+        window = map_pages.query_window(request)
+        map_pages.query_choice(request, "format", ["json"], "json")
+        query = pages.screener_query(request)
+    except BadQuery as exc:
+        return error(400, str(exc), field=exc.name, allowed=exc.allowed)
+    rows = map_pages.screener_rows(map_pages.listing_rows(window=window), query)
+    response = JsonResponse(
+        {
+            "window": window,
+            "sort": query.params().get("sort"),
+            "colour": query.colour,
+            "rows": [screener_row_json(request, r) for r in rows],
+        }
+    )
+    response.headers["Cache-Control"] = "max-age=15"
+    return response
+
+
+def screener_row_json(request: HttpRequest, row) -> dict:
+    v = row.screen.values
+    cascade = None
+    if v.get("cascade") is not None:
+        cascade = {
+            "start": pages.iso(v["cascade"]),
+            "side": v["cascade_side"],
+            "notional_usd": v["cascade_usd"],
+        }
+    return {
+        "exchange": row.market.exchange.slug,
+        "symbol": row.market.symbol,
+        "url": request.build_absolute_uri(row.market.get_absolute_url()),
+        "grade": row.market.grade or None,
+        "demo": row.market.is_demo,
+        "price": v.get("price"),
+        "change_24h_pct": v.get("change"),
+        "long_cluster_distance_pct": v.get("long_distance"),
+        "long_cluster_usd": v.get("long_usd"),
+        "short_cluster_distance_pct": v.get("short_distance"),
+        "short_cluster_usd": v.get("short_usd"),
+        "magnet": v.get("magnet"),
+        "whale_long_pct": v.get("whale_long"),
+        "delta": v.get("delta"),
+        "oi_change_z": v.get("oi_z"),
+        "funding_rate": v.get("funding"),
+        "last_cascade": cascade,
+        "tones": row.screen.tones,
+    }

@@ -10,6 +10,7 @@ import numpy as np
 from django.conf import settings
 from django.utils import timezone
 
+from maps.market_signals.selectors import market_signals_stored
 from maps.models import WINDOWS, Market, PositioningSnapshot, datetime_to_ms, ms_to_datetime
 from maps.whales import stats
 from maps.whales.selectors import market_positioning_inputs, positioning_stored
@@ -62,6 +63,15 @@ def market_positioning_compute(*, market: Market, as_of_ms: int) -> dict | None:
     }
 
 
+def last_cascade(*, market_id: int) -> dict | None:
+    """The latest cascade of the market's stored signals (start, side, USD), for the screener."""
+    stored = market_signals_stored(market_id=market_id)
+    if stored is None or not stored.cascades:
+        return None
+    latest = max(stored.cascades, key=lambda c: c["start"])
+    return {k: latest.get(k) for k in ("start", "side", "notional_usd")}
+
+
 def market_positioning_refresh(*, market: Market) -> PositioningSnapshot | None:
     """Compute and store the market's positioning up to its last bar (None without bars)."""
     last = market.bars.order_by("-time").values_list("time", flat=True).first()
@@ -70,6 +80,7 @@ def market_positioning_refresh(*, market: Market) -> PositioningSnapshot | None:
     found = market_positioning_compute(market=market, as_of_ms=datetime_to_ms(last))
     if found is None:
         return None
+    found["figures"]["last_cascade"] = last_cascade(market_id=market.pk)
     buffer = io.BytesIO()
     np.savez_compressed(buffer, **found["arrays"])
     stored, _ = PositioningSnapshot.objects.update_or_create(

@@ -582,13 +582,14 @@ coin_proximity = coin_view("proximity")
 def index(request: HttpRequest) -> JsonResponse:
     """What /api/v1/ serves: every document's URL pattern, the options, and the documentation."""
     root = request.build_absolute_uri(reverse("api:index"))
-    market = {kind: f"{root}{{exchange}}/{{symbol}}/{kind}" for kind in (*KINDS, "whales")}
+    market = {kind: f"{root}{{exchange}}/{{symbol}}/{kind}" for kind in KINDS}
     coin = {kind: f"{root}coin/{{base}}/{kind}" for kind in KINDS}
     response = JsonResponse(
         {
             "documentation": request.build_absolute_uri(reverse("maps:api_docs")),
             "markets": request.build_absolute_uri(reverse("api:markets")),
             "screener": request.build_absolute_uri(reverse("api:screener")),
+            "whales": f"{root}{{exchange}}/{{symbol}}/whales",
             "market": market,
             "coin": coin,
             "options": {"window": settings.LIQSITE_WINDOWS, "format": FORMATS},

@@ -43,6 +43,7 @@ from maps.selectors import (
     snapshots_for_listing,
 )
 from maps.services import coin_result, snapshot_to_result
+from maps.whales import charts as whales_charts
 from maps.whales import pages as whales_pages
 from maps.whales.screener import screener_apply
 from maps.whales.selectors import positioning_stored
@@ -320,10 +321,16 @@ def pair_title(market: Market, window: str) -> str:
     )
 
 
+def query_colour(request: HttpRequest) -> str:
+    """`colour`: the heatmap's colours, by notional (the default) or by z-score."""
+    return query_choice(request, "colour", list(whales_charts.COLOUR_MODES), "notional")
+
+
 def pair_view(
     request: HttpRequest, *, market: Market, window: str, side: str, at: int | None = None
 ) -> PageView:
     path = market.get_absolute_url()
+    colour = query_colour(request)
     moment = at_query(at)
     query = urlencode({"window": window, "side": side, **moment})
     coverage = market_coverage(market)
@@ -350,7 +357,7 @@ def pair_view(
     positioning = positioning_stored(market_id=market.pk)
     view = PageView(
         context,
-        etag=page_etag(request, version, window, side, whales_pages.version(positioning)),
+        etag=page_etag(request, version, window, side, colour, whales_pages.version(positioning)),
         last_modified=snapshot.computed_at,
         freshness=snapshot_freshness(snapshot=snapshot, market=market),
         cacheable=True,
@@ -363,8 +370,15 @@ def pair_view(
         result = snapshot_to_result(snapshot)
         return charts.result_summary(result, events=real_events([market.pk], result))
 
+    colour_query = {"colour": colour} if colour != "notional" else {}
     charts_query = urlencode(
-        {"window": window, "side": side, **moment, "v": charts_version(version)}
+        {
+            "window": window,
+            "side": side,
+            **moment,
+            **colour_query,
+            "v": charts_version(f"{version}.{whales_pages.version(positioning)}"),
+        }
     )
     calibration = market_latest_calibration(market=market)
     context.update(
@@ -388,6 +402,9 @@ def pair_view(
     levels = {key: context[key] for key in ("clusters", "proximity")}
     context.update(levels_pages.pair_levels(snapshot=snapshot, **levels))
     context["positioning"] = whales_pages.positioning_panel(market, positioning)
+    context["colour_links"] = whales_pages.colour_links(
+        path, colour, {"window": window, "side": side, **moment}
+    )
     return view
 
 
@@ -633,10 +650,12 @@ def empty_charts_response() -> HttpResponse:
 def pair_charts_response(
     request: HttpRequest, *, market: Market, window: str, side: str, at: int | None = None
 ) -> HttpResponse:
+    colour = query_colour(request)
     snapshot = pair_snapshot(market=market, window=window, at=at)
     if snapshot is None:
         return empty_charts_response()
-    version = snapshot_version(snapshot)
+    positioning = whales_pages.version(positioning_stored(market_id=market.pk))
+    version = f"{snapshot_version(snapshot)}.{positioning}"
 
     def build() -> bytes:
         result = snapshot_to_result(snapshot)
@@ -647,9 +666,10 @@ def pair_charts_response(
         layers = signal_pages.chart_layers(market=market, snapshot=snapshot, heat_start=start)
         if levels := levels_pages.chart_layers(market=market, snapshot=snapshot, result=result):
             layers["levels"] = levels
+        layers.update(whales_charts.chart_layers(market=market, heat_start=start, colour=colour))
         return charts.chart_json(result, candles, side, title, events, layers)
 
-    payload = charts.cached(f"charts:pair:{version}:{side}", build)
+    payload = charts.cached(f"charts:pair:{version}:{side}:{colour}", build)
     return chart_response(request, payload, version=version)
 
 

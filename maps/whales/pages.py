@@ -20,6 +20,14 @@ from maps.whales.screener import (
 from maps.whales.stats import METRICS
 
 LATEST_ANOMALIES = 6
+SHORT_LABELS = {
+    "oi_change": "OI change / step",
+    "oi_change_1h": "OI change / hour",
+    "taker_imbalance": "Taker imbalance",
+    "volume": "Volume",
+    "delta": "Whales vs retail",
+    "liquidations": "Liquidations (1 h)",
+}
 
 
 def iso(ms: int | None) -> str | None:
@@ -33,6 +41,22 @@ def version(stored: PositioningSnapshot | None) -> str:
     if stored is None:
         return "-"
     return f"{stored.pk}.{stored.version}.{int(stored.computed_at.timestamp() * 1000)}"
+
+
+def colour_links(path: str, current: str, query: dict) -> list[dict]:
+    """The heatmap's colour switch: by notional or by z-score, keeping the page's options."""
+    links = []
+    for mode, label in (("notional", "Notional"), ("zscore", "Z-score")):
+        params = {**query, **({"colour": mode} if mode != "notional" else {})}
+        links.append(
+            {
+                "mode": mode,
+                "label": label,
+                "url": f"{path}?{urlencode(params)}",
+                "current": mode == current,
+            }
+        )
+    return links
 
 
 def positioning_out(positioning: dict) -> dict:
@@ -50,6 +74,14 @@ class PositioningPanel:
     as_of: datetime
     exchange: str
 
+    @property
+    def delta_text(self) -> str:
+        return "" if self.delta is None else f"{self.delta:+.1f}"
+
+    @property
+    def trend_text(self) -> str:
+        return "" if self.delta_trend is None else f"{self.delta_trend:+.1f}"
+
 
 def positioning_panel(
     market: Market, stored: PositioningSnapshot | None
@@ -62,7 +94,9 @@ def positioning_panel(
         {
             **a,
             "when": datetime.fromtimestamp(a["time"] / 1000, tz=UTC),
-            "label": METRICS[a["metric"]].split(" (")[0],
+            "label": SHORT_LABELS[a["metric"]],
+            "title": METRICS[a["metric"]],
+            "z_text": f"{a['z']:+.1f}",
         }
         for a in reversed(stored.anomalies[-LATEST_ANOMALIES:])
     ]

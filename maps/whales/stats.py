@@ -38,6 +38,7 @@ METRICS = {
     "delta": "whale-vs-retail delta (points)",
     "liquidations": "liquidations over the hour ending with the step (USD; z on log(1 + USD))",
 }
+ONE_SIDED = ("liquidations",)  # an hour without liquidations is no event
 OI_PRICE_KINDS = {
     (1, 1): "longs opening",
     (1, -1): "shorts covering",
@@ -169,8 +170,6 @@ def _kind(metric: str, i: int, z: float, inputs: Inputs, moves: dict) -> str:
         return "volume surge" if z > 0 else "volume drought"
     if metric == "delta":
         return "whales lean long against retail" if z > 0 else "whales lean short against retail"
-    if z < 0:
-        return "liquidations unusually quiet"
     long_side = inputs.liquidations_long[i] >= inputs.liquidations_short[i]
     return "longs liquidated" if long_side else "shorts liquidated"
 
@@ -196,6 +195,8 @@ def anomalies(
     first = 0 if since_ms is None else int(np.searchsorted(inputs.ts, since_ms))
     found = []
     for metric, z in zscores.items():
+        if metric in ONE_SIDED:
+            z = np.where(z > 0, z, np.nan)
         for i in _run_peaks(z, inputs.ts, threshold, first):
             value = float(series[metric][0][i])
             found.append(
@@ -363,3 +364,20 @@ def screener_figures(inputs: Inputs) -> dict:
 
 def _last_z(z: np.ndarray) -> float | None:
     return round(float(z[-1]), 2) if len(z) and np.isfinite(z[-1]) else None
+
+
+def cell_zscores(values: np.ndarray) -> np.ndarray:
+    """How unusual each heatmap cell's notional is within the window: the robust z of its
+    logarithm against every non-empty cell (median and 1.4826 MAD); NaN for empty cells."""
+    values = np.asarray(values, dtype=np.float64)
+    z = np.full(values.shape, np.nan)
+    filled = np.isfinite(values) & (values > 0)
+    if filled.sum() < 3:
+        return z
+    logs = np.log(values[filled])
+    median = float(np.median(logs))
+    scale = MAD_SCALE * float(np.median(np.abs(logs - median)))
+    if scale <= 0:
+        scale = MEAN_AD_SCALE * float(np.abs(logs - median).mean()) or 1.0
+    z[filled] = (logs - median) / scale
+    return z

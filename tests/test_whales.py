@@ -3,6 +3,7 @@ anomalies, the positioning panel and the whales API (maps/whales/)."""
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 
 import numpy as np
@@ -202,3 +203,55 @@ def test_the_pair_page_shows_the_positioning_panel(client, hype) -> None:
     assert f"{stored.positioning['whale_long_pct']:.1f} %" in page
     assert stored.positioning["sentence"].split(":")[0] in page
     assert REAL_SAMPLE_SYMBOL in page
+
+
+# The charts: z-score colours and anomaly markers (named layers).
+
+
+def chart_layers_drawn(client, market, **query) -> tuple[set[str], str]:
+    """The named layers the chart JSON draws (renderers named layer:<name>), and the JSON."""
+    url = reverse("maps:pair_charts", args=[market.exchange.slug, market.slug])
+    response = client.get(url, {"window": "7d", **query})
+    assert response.status_code == 200
+    text = response.content.decode()
+    return set(re.findall(r'"layer:([a-z_-]+)"', text)), text
+
+
+def test_the_heatmap_offers_z_score_colours_and_anomaly_markers_as_layers(client, hype) -> None:
+    notional, _ = chart_layers_drawn(client, hype)
+    assert "zscore" not in notional
+    zscore, text = chart_layers_drawn(client, hype, colour="zscore")
+    assert "zscore" in zscore and "heat-z-mapper" in text
+    stored = PositioningSnapshot.objects.get(market=hype)
+    if stored.anomalies:
+        assert "anomalies" in zscore and "anomaly-marks" in text
+
+
+def test_the_pair_page_links_both_colour_modes_and_passes_the_mode_to_the_charts(
+    client, hype
+) -> None:
+    page = client.get(hype.get_absolute_url(), {"window": "7d", "colour": "zscore"})
+    body = page.content.decode()
+    assert "colour=zscore" in body.split("data-charts-url=")[1].split('"')[1]
+    assert "Z-score</a>" in body and "Notional</a>" in body
+
+
+@pytest.mark.parametrize("colour", ["heat", "ZSCORE!", "1"])
+def test_a_bad_colour_mode_is_a_400_naming_the_allowed_ones(client, hype, colour) -> None:
+    for url in (
+        hype.get_absolute_url(),
+        reverse("maps:pair_charts", args=[hype.exchange.slug, hype.slug]),
+    ):
+        response = client.get(url, {"window": "7d", "colour": colour})
+        assert response.status_code == 400
+        assert "notional, zscore" in response.content.decode()
+
+
+def test_cell_zscores_are_robust_z_of_the_log_notional() -> None:
+    values = np.array([[1e6, 2e6, np.nan], [4e6, 0.0, 1e9]])
+    z = stats.cell_zscores(values)
+    logs = np.log([1e6, 2e6, 4e6, 1e9])
+    median = np.median(logs)
+    scale = 1.4826 * np.median(np.abs(logs - median))
+    assert z[1, 2] == pytest.approx((np.log(1e9) - median) / scale)
+    assert np.isnan(z[0, 2]) and np.isnan(z[1, 1])

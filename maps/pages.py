@@ -193,12 +193,13 @@ def listing_context(request: HttpRequest, *, window: str, exchange=None) -> dict
     if exchange is None:
         rows.sort(key=lambda row: (row.market.base, row.market.exchange.name))
     any_markets = bool(rows)
+    all_demo = any_markets and all(row.market.is_demo for row in rows)
     rows = screener_rows(rows, screen)
     page_query = {"window": window, **screen.params()}
     return {
         "window": window,
         "rows": rows,
-        "all_demo": bool(rows) and all(row.market.is_demo for row in rows),
+        "all_demo": all_demo,
         "any_markets": any_markets,
         "group_by_coin": exchange is None and screen.sort is None,
         "window_links": window_links(path, window, screen.params()),

@@ -207,7 +207,13 @@ def listing_context(request: HttpRequest, *, window: str, exchange=None) -> dict
         "page_url": f"{path}?{urlencode(page_query)}",
         "path": path,
         "screen": screen,
-        "screen_header": whales_pages.screener_header(screen, path, window),
+        "screen_header": whales_pages.screener_header(
+            screen,
+            path,
+            window,
+            reverse("maps:markets_table"),
+            {"exchange": exchange.slug} if exchange is not None else {},
+        ),
         "refresh_seconds": refresh_seconds(),
         "canonical_url": request.build_absolute_uri(f"{path}?{urlencode({'window': window})}"),
     }

@@ -231,16 +231,26 @@ def screener_row(
     return ScreenerRow(key, market.symbol, market.exchange.name, values, own_z)
 
 
-def screener_header(query: ScreenerQuery, path: str, window: str) -> list[dict]:
-    """Each column's sort link: ascending first, descending when it is the ascending sort."""
+def screener_header(
+    query: ScreenerQuery, path: str, window: str, fragment: str, extra: dict
+) -> list[dict]:
+    """Each column's sort link: ascending first, descending when it is the ascending sort; `url`
+    the page's (a real href), `fragment` the table's (what htmx swaps in, pushing `url`)."""
     links = []
     for key, label in COLUMNS.items():
         current = query.sort == key
         flip = "-" if current and not query.descending else ""
         params = {"window": window, **query.params(sort=f"{flip}{key}")}
+        swap = {**params, **extra, "push": "1"}
         sort = "descending" if current and query.descending else "ascending" if current else ""
         links.append(
-            {"key": key, "label": label, "url": f"{path}?{urlencode(params)}", "sort": sort}
+            {
+                "key": key,
+                "label": label,
+                "url": f"{path}?{urlencode(params)}",
+                "fragment": f"{fragment}?{urlencode(swap)}",
+                "sort": sort,
+            }
         )
     return links
 

@@ -255,3 +255,11 @@ def test_cell_zscores_are_robust_z_of_the_log_notional() -> None:
     scale = 1.4826 * np.median(np.abs(logs - median))
     assert z[1, 2] == pytest.approx((np.log(1e9) - median) / scale)
     assert np.isnan(z[0, 2]) and np.isnan(z[1, 1])
+
+
+def test_the_screeners_own_past_z_is_the_robust_z_of_the_last_step() -> None:
+    inputs = simulated_inputs(14, days=10)
+    figures = stats.screener_figures(inputs)
+    whale = stats.long_pct(inputs.top_position_ratio)
+    assert figures["whale_long_z"] == round(float(stats.robust_z(whale, inputs.ts)[-1]), 2)
+    assert figures["price"] == pytest.approx(inputs.close[-1])

@@ -349,20 +349,23 @@ def screener_figures(inputs: Inputs) -> dict:
     if not len(inputs):
         return {}
     change = change_pct(inputs.close, inputs.ts, DAY_MS)
-    change_z = robust_z(change, inputs.ts)
     whale = long_pct(inputs.top_position_ratio)
     funding = inputs.funding_rate[np.isfinite(inputs.funding_rate)]
     return {
         "price": _round(float(inputs.close[-1])),
         "change_24h_pct": _round(float(change[-1])),
-        "change_24h_z": _last_z(change_z),
-        "whale_long_z": _last_z(robust_z(whale, inputs.ts)),
+        "change_24h_z": _last_z(change, inputs.ts),
+        "whale_long_z": _last_z(whale, inputs.ts),
         "funding_rate": float(funding[-1]) if len(funding) else None,
-        "funding_z": _last_z(robust_z(inputs.funding_rate, inputs.ts)),
+        "funding_z": _last_z(inputs.funding_rate, inputs.ts),
     }
 
 
-def _last_z(z: np.ndarray) -> float | None:
+def _last_z(values: np.ndarray, ts: np.ndarray) -> float | None:
+    """The robust z of the last value (the last hour's baseline only: what robust_z gives it)."""
+    hour = int(ts[-1]) // REFRESH_MS * REFRESH_MS
+    first = int(np.searchsorted(ts, hour - BASELINE_MS))
+    z = robust_z(values[first:], ts[first:])
     return round(float(z[-1]), 2) if len(z) and np.isfinite(z[-1]) else None
 
 

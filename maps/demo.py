@@ -47,7 +47,7 @@ from maps.models import (
     MetricsRow,
     ms_to_datetime,
 )
-from maps.services import market_rows_delete
+from maps.services import market_rows_delete, rows_insert
 from maps.whales.demo import demo_metrics_rows, demo_positioning, demo_positioning_rng
 
 STEP_MS = 300_000
@@ -507,7 +507,7 @@ def _market_refill(market: Market, bars: Bars, funding: np.ndarray, events: Venu
     times = [ms_to_datetime(ms) for ms in bars.ts.tolist()]
     columns = [getattr(bars, name).tolist() for name in BAR_VALUE_FIELDS]
     columns.append(funding.tolist())
-    _insert(
+    rows_insert(
         Bar,
         ["market_id", "time", *DEMO_BAR_FIELDS],
         [(market.pk, adapt(t), *row) for t, *row in zip(times, *columns, strict=True)],
@@ -521,7 +521,7 @@ def _market_refill(market: Market, bars: Bars, funding: np.ndarray, events: Venu
             strict=True,
         )
     )
-    _insert(
+    rows_insert(
         LiquidationEvent,
         ["market_id", "time", "side", "price", "quantity", "notional_usd", "source"],
         [
@@ -553,7 +553,7 @@ def demo_metrics_refill(*, market: Market, bars: Bars, seed: int) -> int:
     )
     rows = demo_metrics_rows(bars, demo_positioning(bars, rng), market.step_ms)
     adapt = connection.ops.adapt_datetimefield_value
-    _insert(
+    rows_insert(
         MetricsRow,
         ["market_id", "stamped_at", "snapshot_at", "source", *ROW_FIELDS],
         [
@@ -568,23 +568,6 @@ def demo_metrics_refill(*, market: Market, bars: Bars, seed: int) -> int:
         ],
     )
     return len(rows)
-
-
-def _insert(model: type, columns: list[str], rows: list[tuple], batch: int = 5000) -> None:
-    """Plain INSERTs of the rows; COPY on PostgreSQL."""
-    quote = connection.ops.quote_name
-    table, names = quote(model._meta.db_table), ", ".join(quote(c) for c in columns)
-    if connection.vendor == "postgresql":
-        connection.ensure_connection()
-        sql = f"COPY {table} ({names}) FROM STDIN"
-        with connection.connection.cursor() as cursor, cursor.copy(sql) as copy:
-            for row in rows:
-                copy.write_row(row)
-        return
-    sql = f"INSERT INTO {table} ({names}) VALUES ({', '.join(['%s'] * len(columns))})"
-    with connection.cursor() as cursor:
-        for start in range(0, len(rows), batch):
-            cursor.executemany(sql, rows[start : start + batch])
 
 
 DEMO_BAR_FIELDS = (*BAR_VALUE_FIELDS, "funding_rate")  # the columns _market_refill writes

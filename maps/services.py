@@ -296,6 +296,23 @@ def market_demo_clear(*, market: Market) -> None:
         exchange_demo_refresh(exchange=market.exchange)
 
 
+def rows_insert(model: type, columns: list[str], rows: list[tuple], batch: int = 5000) -> None:
+    """Plain INSERTs of the rows; COPY on PostgreSQL."""
+    quote = connection.ops.quote_name
+    table, names = quote(model._meta.db_table), ", ".join(quote(c) for c in columns)
+    if connection.vendor == "postgresql":
+        connection.ensure_connection()
+        sql = f"COPY {table} ({names}) FROM STDIN"
+        with connection.connection.cursor() as cursor, cursor.copy(sql) as copy:
+            for row in rows:
+                copy.write_row(row)
+        return
+    sql = f"INSERT INTO {table} ({names}) VALUES ({', '.join(['%s'] * len(columns))})"
+    with connection.cursor() as cursor:
+        for start in range(0, len(rows), batch):
+            cursor.executemany(sql, rows[start : start + batch])
+
+
 def market_rows_delete(*, market: Market) -> None:
     """Delete everything stored for the market (bars, raw metrics rows, events, snapshots,
     calibrations, signals, backtest, order books, levels); the market itself and its settings

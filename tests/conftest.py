@@ -24,6 +24,23 @@ def _missing_service(marker: str) -> str | None:
     return None
 
 
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's headless Chromium, one per test module (tests/browser.py launches it)."""
+    from playwright.sync_api import sync_playwright
+
+    from tests.browser import chromium_launch
+
+    # Playwright's sync API keeps an event loop running in this thread while the browser is
+    # open; the ORM calls of the tests and of the database teardown stay plain synchronous code.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+        with sync_playwright() as playwright:
+            chromium = chromium_launch(playwright)
+            yield chromium
+            chromium.close()
+
+
 @pytest.fixture
 def empty_cache():
     """A cache emptied before and after the test (pages and API cache what they render)."""

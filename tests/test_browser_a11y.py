@@ -10,7 +10,7 @@ from django.db import connections
 from accounts.models import Alert, WatchlistItem, WebhookChannel
 from accounts.services import market_alerts_check
 from maps.models import LiquidationEvent, MapSnapshot
-from tests.browser import axe_violations, chromium_launch
+from tests.browser import axe_violations
 
 pytestmark = [
     pytest.mark.browser,
@@ -40,18 +40,6 @@ SIGNED_IN = [
     "/accounts/webhook/",
     "/accounts/notifications/",
 ]
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-        with sync_playwright() as playwright:
-            chromium = chromium_launch(playwright)
-            yield chromium
-            chromium.close()
 
 
 @pytest.fixture

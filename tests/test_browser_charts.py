@@ -10,7 +10,7 @@ import pytest
 from django.db import connections
 
 from maps.models import LiquidationEvent, MapSnapshot
-from tests.browser import chromium_launch, touch_drag
+from tests.browser import touch_drag
 
 pytestmark = [
     pytest.mark.browser,
@@ -25,18 +25,6 @@ PHONE = {
     "has_touch": True,
     "device_scale_factor": 2,
 }
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-        with sync_playwright() as playwright:
-            chromium = chromium_launch(playwright)
-            yield chromium
-            chromium.close()
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from django.core.management import call_command
 from django.utils import timezone
 
 from maps.models import MapSnapshot
-from tests.browser import chromium_launch, context_close
+from tests.browser import context_close
 
 pytestmark = [
     pytest.mark.browser,
@@ -26,20 +26,6 @@ pytestmark = [
 
 SCREENSHOTS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
 CHARTS_READY = ".charts__canvas.is-ready"
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    # Playwright's sync API keeps an event loop running in this thread while the browser is
-    # open; the ORM calls of the tests and of the database teardown stay plain synchronous code.
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-        with sync_playwright() as playwright:
-            chromium = chromium_launch(playwright)
-            yield chromium
-            chromium.close()
 
 
 @pytest.fixture

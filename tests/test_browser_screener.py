@@ -8,25 +8,13 @@ import time
 import pytest
 
 from maps.whales.services import market_positioning_refresh
-from tests.browser import chromium_launch, context_close
+from tests.browser import context_close
 
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.django_db(transaction=True),
     pytest.mark.usefixtures("empty_cache"),
 ]
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-        with sync_playwright() as playwright:
-            chromium = chromium_launch(playwright)
-            yield chromium
-            chromium.close()
 
 
 @pytest.fixture

@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 from django.core.management import call_command
 
-from tests.browser import chromium_launch
 from tests.shock_market import Shock
 
 pytestmark = [
@@ -26,18 +25,6 @@ pytestmark = [
 SCREENSHOTS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
 CHARTS_READY = ".charts__canvas.is-ready"
 DAY = 288
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-        with sync_playwright() as playwright:
-            chromium = chromium_launch(playwright)
-            yield chromium
-            chromium.close()
 
 
 @pytest.fixture

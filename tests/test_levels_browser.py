@@ -7,7 +7,6 @@ import pytest
 
 from maps.levels import demo
 from maps.selectors import market_bars_arrays
-from tests.browser import chromium_launch
 
 pytestmark = [
     pytest.mark.browser,
@@ -25,18 +24,6 @@ VISIBLE = """layer => {
   }
   return found;
 }"""
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-        with sync_playwright() as playwright:
-            chromium = chromium_launch(playwright)
-            yield chromium
-            chromium.close()
 
 
 @pytest.fixture

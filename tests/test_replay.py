@@ -101,6 +101,18 @@ def test_it_opens_the_pair_page_as_of_a_past_moment(client, market):
     assert "Back to the live map" in body
 
 
+def test_it_draws_the_replayed_levels_without_storing_them_over_todays(client, market):
+    live = client.get(market.get_absolute_url(), {"window": "7d"})
+    assert live.status_code == 200
+    today = market.levels.get(window="7d")
+    at = moment(market)
+    replayed = client.get(market.get_absolute_url(), {"window": "7d", "at": at_text(at)})
+    assert replayed.status_code == 200
+    stored = market.levels.get(window="7d")
+    assert (stored.snapshot_version, stored.as_of) == (today.snapshot_version, today.as_of)
+    assert market.levels.count() == 1
+
+
 def test_it_draws_the_price_that_followed_over_the_replayed_heatmap(client, market):
     at = moment(market)
     page = client.get(market.get_absolute_url(), {"at": at_text(at)})

@@ -7,8 +7,6 @@ import re
 
 import pytest
 
-from tests.browser import chromium_launch
-
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.django_db(transaction=True),
@@ -16,18 +14,6 @@ pytestmark = [
 ]
 
 LIQUIDATION = "#planner-result .pr-tile .bigprice"
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-        with sync_playwright() as playwright:
-            chromium = chromium_launch(playwright)
-            yield chromium
-            chromium.close()
 
 
 @pytest.fixture

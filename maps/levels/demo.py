@@ -23,6 +23,7 @@ from maps.analytics.orderbook import BOOK_DEPTH, MINUTE_MS
 from maps.engine.types import Bars
 from maps.levels.selectors import depth_encode, mid_bin
 from maps.models import Market, OrderBookSnapshot, ms_to_datetime
+from maps.services import rows_insert
 
 WALLS_PER_HOUR = 1.0  # per side
 WALL_SIZE = (8.0, 25.0)  # times the base depth of a bin
@@ -177,21 +178,4 @@ def _store(market: Market, rows: list[tuple], width: float) -> None:
                 "demo",
             )
         )
-    _insert(columns, values)
-
-
-def _insert(columns: list[str], rows: list[tuple], batch: int = 2000) -> None:
-    quote = connection.ops.quote_name
-    table = quote(OrderBookSnapshot._meta.db_table)
-    names = ", ".join(quote(c) for c in columns)
-    if connection.vendor == "postgresql":
-        connection.ensure_connection()
-        sql = f"COPY {table} ({names}) FROM STDIN"
-        with connection.connection.cursor() as cursor, cursor.copy(sql) as copy:
-            for row in rows:
-                copy.write_row(row)
-        return
-    sql = f"INSERT INTO {table} ({names}) VALUES ({', '.join(['%s'] * len(columns))})"
-    with connection.cursor() as cursor:
-        for at in range(0, len(rows), batch):
-            cursor.executemany(sql, rows[at : at + batch])
+    rows_insert(OrderBookSnapshot, columns, values, batch=2000)

@@ -116,8 +116,18 @@ def levels_version(snapshot: MapSnapshot) -> str:
 
 def levels_for(*, snapshot: MapSnapshot, inputs: Inputs | None = None) -> LevelsSnapshot:
     """The snapshot's levels, computed and stored the first time they are asked for (again when
-    the snapshot or the rules change); `inputs` read for another window may be reused."""
+    the snapshot or the rules change); `inputs` read for another window may be reused. A replayed
+    snapshot's levels are computed and returned unsaved."""
     version = levels_version(snapshot)
+    if snapshot.pk is None:  # a replayed map: its levels are drawn, never stored over today's
+        return LevelsSnapshot(
+            market=snapshot.market,
+            window=snapshot.window,
+            snapshot_version=version,
+            as_of=snapshot.as_of,
+            computed_at=timezone.now(),
+            **levels_values(snapshot, inputs),
+        )
     stored = levels_stored(market=snapshot.market, window=snapshot.window)
     if stored is not None and stored.snapshot_version == version:
         return stored

@@ -257,11 +257,12 @@
   };
 
   /* Bokeh makes each canvas a tab stop that does nothing for a keyboard: the chart container
-     is the one stop, and reads values with the arrow keys. */
+     is the one stop, and reads values with the arrow keys. Every plot of the document, the
+     panes other packages add (levels, signals) included. */
   Chart.prototype.quietTabStops = function () {
     var self = this;
-    Object.keys(this.plots).forEach(function (name) {
-      var view = self.view(self.plots[name]);
+    this.doc.all_models.forEach(function (model) {
+      var view = self.views.find_one(model);
       var events = view && view.canvas_view && view.canvas_view.events_el;
       if (events) {
         events.tabIndex = -1;

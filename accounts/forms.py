@@ -262,9 +262,13 @@ class AlertForm(forms.ModelForm):
         "within_pct": 1.0,
         "min_notional_usd": 1_000_000,
         "threshold_usd": 1_000_000,
+        "min_z": 4.0,
+        "divergence_pts": 15.0,
     }
     LIQUIDATION_FIELDS = ("threshold_usd", "source")
     SIGNAL_FIELDS = ("signal_min_usd",)
+    ANOMALY_FIELDS = ("anomaly_metric", "min_z")
+    DIVERGENCE_FIELDS = ("divergence_pts",)
 
     class Meta:
         model = Alert
@@ -277,6 +281,9 @@ class AlertForm(forms.ModelForm):
             "threshold_usd",
             "source",
             "signal_min_usd",
+            "anomaly_metric",
+            "min_z",
+            "divergence_pts",
             "cooldown_minutes",
             "is_active",
         ]
@@ -286,6 +293,8 @@ class AlertForm(forms.ModelForm):
             "min_notional_usd": forms.NumberInput(attrs={"step": "any", "min": "1"}),
             "threshold_usd": forms.NumberInput(attrs={"step": "any", "min": "1"}),
             "signal_min_usd": forms.NumberInput(attrs={"step": "any", "min": "1"}),
+            "min_z": forms.NumberInput(attrs={"step": "0.1", "min": "3", "max": "50"}),
+            "divergence_pts": forms.NumberInput(attrs={"step": "0.1", "min": "0.1", "max": "100"}),
             "cooldown_minutes": forms.NumberInput(attrs={"min": "0"}),
         }
         labels = {"window": "Map window", "cooldown_minutes": "Cooldown (minutes)"}
@@ -309,6 +318,14 @@ class AlertForm(forms.ModelForm):
             "signal_min_usd": {
                 "min_value": "Give a positive amount of at least $1, or leave it empty.",
                 "max_value": f"Give an amount under {usd(MAX_USD)}.",
+            },
+            "min_z": {
+                "min_value": "Give a |z| of at least 3: weaker readings are not anomalies.",
+                "max_value": "Give a |z| of at most 50.",
+            },
+            "divergence_pts": {
+                "min_value": "Give a gap of at least 0.1 points.",
+                "max_value": "Give a gap of at most 100 points (long % runs from 0 to 100).",
             },
             "cooldown_minutes": {
                 "min_value": "The cooldown cannot be negative.",
@@ -344,17 +361,30 @@ class AlertForm(forms.ModelForm):
         required = {
             Alert.PROXIMITY: self.PROXIMITY_FIELDS,
             Alert.LIQUIDATIONS: ("threshold_usd",),
+            Alert.ANOMALY: self.ANOMALY_FIELDS,
+            Alert.DIVERGENCE: self.DIVERGENCE_FIELDS,
         }.get(kind, ())
         for name in required:
-            if data.get(name) is None and name not in self.errors:
+            if data.get(name) in (None, "") and name not in self.errors:
                 self.add_error(name, "Required for this kind of alert.")
-        unused = {
-            Alert.PROXIMITY: self.LIQUIDATION_FIELDS + self.SIGNAL_FIELDS,
-            Alert.LIQUIDATIONS: self.PROXIMITY_FIELDS + self.SIGNAL_FIELDS,
-        }.get(kind, self.PROXIMITY_FIELDS + self.LIQUIDATION_FIELDS)
+        groups = {
+            Alert.PROXIMITY: self.PROXIMITY_FIELDS,
+            Alert.LIQUIDATIONS: self.LIQUIDATION_FIELDS,
+            Alert.ANOMALY: self.ANOMALY_FIELDS,
+            Alert.DIVERGENCE: self.DIVERGENCE_FIELDS,
+        }
+        own = groups.get(kind, self.SIGNAL_FIELDS)
+        unused = [
+            name
+            for fields in (*groups.values(), self.SIGNAL_FIELDS)
+            for name in fields
+            if name not in own
+        ]
         for name in unused:
             if name in self.errors:
                 del self.errors[name]
-            if name != "source":
+            if name == "anomaly_metric":
+                data[name] = "any"
+            elif name != "source":
                 data[name] = None
         return data

@@ -18,6 +18,7 @@ from maps.risk.alerts import position_alert_describe
 MAX_WITHIN_PCT = 50.0
 MAX_USD = 1e12
 MAX_COOLDOWN_MINUTES = 7 * 24 * 60
+MIN_Z, MAX_Z = 3.0, 50.0  # anomalies are |z| >= 3 (maps.whales.stats.Z_THRESHOLD)
 
 
 def validate_time_zone(value: str) -> None:
@@ -85,6 +86,19 @@ class Alert(models.Model):
     NEAR_LIQUIDATION = "near_liq"
     STOP_CLUSTER = "stop_cluster"
     POSITION_KINDS = (NEAR_STOP, NEAR_LIQUIDATION, STOP_CLUSTER)
+    # Whale alerts (maps/whales/alerts.py): anomalies and whales against retail.
+    ANOMALY = "anomaly"
+    DIVERGENCE = "divergence"
+    WHALE_KINDS = (ANOMALY, DIVERGENCE)
+    ANOMALY_METRIC_CHOICES = [
+        ("any", "Any metric"),
+        ("oi_change", "Open interest change per step"),
+        ("oi_change_1h", "Open interest change per hour"),
+        ("taker_imbalance", "Taker imbalance"),
+        ("volume", "Volume"),
+        ("delta", "Whales vs retail delta"),
+        ("liquidations", "Liquidations (hour)"),
+    ]
     KIND_CHOICES = [
         (PROXIMITY, "Price near a cluster"),
         (LIQUIDATIONS, "Liquidations in one step"),
@@ -94,6 +108,8 @@ class Alert(models.Model):
         (CASCADE, "Cascade started"),
         (SWEEP, "Cluster swept"),
         (REVERSAL, "Reversal confirmed"),
+        (ANOMALY, "Anomaly (|z| at least X)"),
+        (DIVERGENCE, "Whales and retail diverge"),
     ]
     SIDE_CHOICES = [
         ("any", "Either side"),
@@ -138,6 +154,27 @@ class Alert(models.Model):
         validators=[MinValueValidator(1.0), MaxValueValidator(MAX_USD)],
         help_text="Cascades: the notional liquidated; sweeps: the swept cluster's. Empty: any.",
     )
+    anomaly_metric = models.CharField(
+        "on metric",
+        max_length=16,
+        choices=ANOMALY_METRIC_CHOICES,
+        default="any",
+        help_text="Anomalies: the metric watched (robust z against the market's own week).",
+    )
+    min_z = models.FloatField(
+        "|z| of at least",
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(MIN_Z), MaxValueValidator(MAX_Z)],
+        help_text="Anomalies: fire on a reading at least this unusual (3 or more).",
+    )
+    divergence_pts = models.FloatField(
+        "beyond (points)",
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(0.1), MaxValueValidator(100.0)],
+        help_text="Divergence: fire when whales' and retail's long % differ by more than this.",
+    )
     cooldown_minutes = models.PositiveIntegerField(
         default=60,
         validators=[MaxValueValidator(MAX_COOLDOWN_MINUTES)],
@@ -175,6 +212,14 @@ class Alert(models.Model):
                 | models.Q(position__isnull=False),
                 name="alert_position_complete",
             ),
+            models.CheckConstraint(
+                condition=~models.Q(kind="anomaly") | models.Q(min_z__isnull=False),
+                name="alert_anomaly_complete",
+            ),
+            models.CheckConstraint(
+                condition=~models.Q(kind="divergence") | models.Q(divergence_pts__isnull=False),
+                name="alert_divergence_complete",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -195,6 +240,11 @@ class Alert(models.Model):
             return position_alert_describe(self)
         if self.kind in self.SIGNAL_KINDS:
             return self._describe_signal()
+        if self.kind == self.ANOMALY:
+            metric = dict(self.ANOMALY_METRIC_CHOICES)[self.anomaly_metric].lower()
+            return f"an anomaly with |z| of at least {self.min_z:g} on {metric}"
+        if self.kind == self.DIVERGENCE:
+            return f"whales and retail diverge by more than {self.divergence_pts:g} points"
         if self.kind == self.PROXIMITY:
             which = {"any": "a", "long": "a long", "short": "a short"}[self.side]
             return (

@@ -27,6 +27,7 @@ from maps.formatting import price, usd
 from maps.market_signals.alerts import market_signal_events
 from maps.models import MapSnapshot, Market
 from maps.risk.alerts import position_alert_check
+from maps.whales.alerts import market_whale_readings
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +110,8 @@ def alert_observations(*, alert: Alert, snapshot: MapSnapshot) -> list[Observati
         return [Observation(snapshot.as_of, check.hit, check.message, check.detail)]
     if alert.kind in Alert.SIGNAL_KINDS:
         return signal_observations(alert=alert, snapshot=snapshot)
+    if alert.kind in Alert.WHALE_KINDS:
+        return whale_observations(alert=alert, snapshot=snapshot)
     if alert.kind == Alert.PROXIMITY:
         if alert.checked_through is not None and snapshot.as_of <= alert.checked_through:
             return []
@@ -205,6 +208,27 @@ def signal_observations(*, alert: Alert, snapshot: MapSnapshot) -> list[Observat
         else Observation(time=t, hit=False)
         for t in steps
     ]
+
+
+def whale_observations(*, alert: Alert, snapshot: MapSnapshot) -> list[Observation]:
+    """One observation per new step of the snapshot (only its last step on a first check), read
+    from the market's stored positioning (maps.whales.alerts)."""
+    step = timedelta(milliseconds=snapshot.market.step_ms)
+    if alert.checked_through is not None and snapshot.as_of <= alert.checked_through:
+        return []
+    count = 1
+    if alert.checked_through is not None:
+        count = min(MAX_STEPS_PER_CHECK, (snapshot.as_of - alert.checked_through) // step)
+    steps = [snapshot.as_of - step * k for k in range(count - 1, -1, -1)]
+    readings = market_whale_readings(
+        market=alert.watch.market,
+        kind=alert.kind,
+        steps=steps,
+        metric=alert.anomaly_metric,
+        min_z=alert.min_z,
+        divergence_pts=alert.divergence_pts,
+    )
+    return [Observation(r.time, r.hit, r.message, r.detail or {}) for r in readings]
 
 
 def _side_amount(side: str, step: StepLiquidations) -> float:

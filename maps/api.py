@@ -588,6 +588,8 @@ def index(request: HttpRequest) -> JsonResponse:
         {
             "documentation": request.build_absolute_uri(reverse("maps:api_docs")),
             "markets": request.build_absolute_uri(reverse("api:markets")),
+            "screener": request.build_absolute_uri(reverse("api:screener")),
+            "whales": f"{root}{{exchange}}/{{symbol}}/whales",
             "market": market,
             "coin": coin,
             "options": {"window": settings.LIQSITE_WINDOWS, "format": FORMATS},

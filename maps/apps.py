@@ -13,9 +13,11 @@ class MapsConfig(AppConfig):
         from maps.levels.tasks import snapshots_computed_levels
         from maps.market_signals.receivers import snapshots_computed_refresh_signals
         from maps.signals import snapshots_computed
+        from maps.whales.tasks import snapshots_computed_positioning
 
         checks.register(visibility_timeout_check, "celery")
         snapshots_computed.connect(
             snapshots_computed_refresh_signals, dispatch_uid="maps.market_signals.refresh"
         )
         snapshots_computed.connect(snapshots_computed_levels, dispatch_uid="maps.levels")
+        snapshots_computed.connect(snapshots_computed_positioning, dispatch_uid="maps.whales")

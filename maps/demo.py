@@ -37,15 +37,18 @@ from maps.binance_vision import (
 )
 from maps.engine.types import Bars
 from maps.levels.demo import demo_books_refill
+from maps.metrics_rows import ROW_FIELDS
 from maps.models import (
     BAR_VALUE_FIELDS,
     Bar,
     Exchange,
     LiquidationEvent,
     Market,
+    MetricsRow,
     ms_to_datetime,
 )
 from maps.services import market_rows_delete, rows_insert
+from maps.whales.demo import demo_metrics_rows, demo_positioning, demo_positioning_rng
 
 STEP_MS = 300_000
 DAY_MS = 86_400_000
@@ -452,6 +455,7 @@ def demo_seed(
             continue
         with transaction.atomic():
             _market_refill(market, bars, funding, events)
+            demo_metrics_refill(market=market, bars=bars, seed=seed)
             book_days = min(days, settings.LIQSITE_ORDERBOOK_DAYS)
             demo_books_refill(market=market, bars=bars, seed=seed, days=book_days)
         summary.markets.append(market)
@@ -536,6 +540,34 @@ def _market_refill(market: Market, bars: Bars, funding: np.ndarray, events: Venu
     market.last_bar_at = times[-1]
     market.last_error = ""
     market.save(update_fields=["last_bar_at", "last_error"])
+
+
+def demo_metrics_refill(*, market: Market, bars: Bars, seed: int) -> int:
+    """The market's metrics rows, one closing each bar's step, with the simulated positioning
+    series (maps.whales.demo) beside the bars' open interest and account ratio."""
+    MetricsRow.objects.filter(market=market).delete()
+    if not len(bars.ts):
+        return 0
+    rng = demo_positioning_rng(
+        market_key=f"{market.exchange.slug}:{market.slug}", seed=seed, first_ts=int(bars.ts[0])
+    )
+    rows = demo_metrics_rows(bars, demo_positioning(bars, rng), market.step_ms)
+    adapt = connection.ops.adapt_datetimefield_value
+    rows_insert(
+        MetricsRow,
+        ["market_id", "stamped_at", "snapshot_at", "source", *ROW_FIELDS],
+        [
+            (
+                market.pk,
+                adapt(ms_to_datetime(r["stamped_ms"])),
+                adapt(ms_to_datetime(r["snapshot_ms"])),
+                "demo",
+                *(r[name] for name in ROW_FIELDS),
+            )
+            for r in rows
+        ],
+    )
+    return len(rows)
 
 
 DEMO_BAR_FIELDS = (*BAR_VALUE_FIELDS, "funding_rate")  # the columns _market_refill writes

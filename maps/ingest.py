@@ -68,6 +68,7 @@ class Series:
     ratios: list[Point] = field(default_factory=list)
     taker: list[TakerBucket] = field(default_factory=list)
     funding: list[Point] = field(default_factory=list)
+    positioning: dict[str, list[Point]] = field(default_factory=dict)
     taker_expected: bool = False
     """The exchange publishes taker volume apart from its klines (then `taker` mode needs it)."""
 
@@ -312,6 +313,12 @@ def fetch_series(
         report, "long/short ratio", connector.long_short_ratio, symbol, first, last
     )
     series.taker = _optional(report, "taker volume", connector.taker_volume, symbol, start, end)
+    series.positioning = {
+        name: _optional(
+            report, f"positioning {name}", connector.positioning, name, symbol, first, last
+        )
+        for name in connector.positioning_series
+    }
     return series
 
 
@@ -358,8 +365,12 @@ def _ingest_day(
 
 
 def raw_rows(series: Series, stamping: str) -> list[dict]:
-    """The open-interest rows as fetched, with the ratio stamped alike, for maps.metrics_rows."""
+    """The open-interest rows as fetched, with the ratios stamped alike, for maps.metrics_rows (a
+    series the exchange does not publish stays None)."""
     ratios = {p.ts: p.value for p in series.ratios}
+    positioning = {
+        name: {p.ts: p.value for p in points} for name, points in series.positioning.items()
+    }
     stamps = np.array([p.ts for p in series.open_interest], dtype=np.int64)
     snapshots = snapshot_times(stamps, stamping).tolist()
     return [
@@ -369,6 +380,7 @@ def raw_rows(series: Series, stamping: str) -> list[dict]:
             "open_interest": p.value,
             "open_interest_value": p.usd,
             "long_short_ratio": ratios.get(p.ts),
+            **{name: values.get(p.ts) for name, values in positioning.items()},
         }
         for p, snapshot in zip(series.open_interest, snapshots, strict=True)
     ]

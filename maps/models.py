@@ -635,3 +635,31 @@ class LevelsSnapshot(models.Model):
 
     def __str__(self) -> str:
         return f"{self.market} {self.window} levels"
+
+
+# Whale tracking (maps/whales/).
+
+
+class PositioningSnapshot(models.Model):
+    """Whales against the crowd and the anomaly feed of one market up to its last bar
+    (maps.whales.stats, stored by maps.whales.services): what the positioning panel, the screener,
+    the whales API and the whale alerts all read."""
+
+    market = models.OneToOneField(Market, on_delete=models.CASCADE, related_name="positioning")
+    as_of = models.DateTimeField(help_text="Open time of the last step read")
+    start = models.DateTimeField(help_text="First step of the stored series")
+    computed_at = models.DateTimeField(default=timezone.now)
+    version = models.CharField(max_length=40)
+    positioning = models.JSONField(default=dict, help_text="Whale/retail long %, delta, trends")
+    latest_z = models.JSONField(default=dict, help_text="Each metric's z at the last step")
+    anomalies = models.JSONField(default=list, help_text="|z| >= 3 events, oldest first")
+    figures = models.JSONField(default=dict, help_text="Price, changes, funding: the screener's")
+    data = models.BinaryField(help_text="npz: the series per step (times, long %, delta, oi, z)")
+
+    def __str__(self) -> str:
+        return f"{self.market} positioning @ {self.as_of:%Y-%m-%d %H:%M}"
+
+    @cached_property
+    def arrays(self) -> dict[str, np.ndarray]:
+        with np.load(io.BytesIO(bytes(self.data))) as npz:
+            return {key: npz[key] for key in npz.files}

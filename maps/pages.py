@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from urllib.parse import urlencode
@@ -43,6 +43,10 @@ from maps.selectors import (
     snapshots_for_listing,
 )
 from maps.services import coin_result, snapshot_to_result
+from maps.whales import charts as whales_charts
+from maps.whales import pages as whales_pages
+from maps.whales.screener import screener_apply
+from maps.whales.selectors import positioning_stored
 
 SIDES = {"both": "Both", "long": "Longs", "short": "Shorts"}
 DOCS = Path(settings.BASE_DIR) / "docs"
@@ -143,6 +147,7 @@ class ListingRow:
     market: Market
     snapshot: MapSnapshot | None
     freshness: Freshness | None
+    screen: whales_pages.ScreenerRow | None = None
 
     @property
     def below(self) -> dict | None:
@@ -177,23 +182,58 @@ def listing_rows(*, window: str, exchange=None, base: str | None = None) -> list
 
 
 def listing_context(request: HttpRequest, *, window: str, exchange=None) -> dict:
-    query = {"window": window}
+    """The home and exchange pages' screener: every listed market's row from its stored map
+    and positioning, filtered, sorted and coloured by the query (maps.whales.screener)."""
+    screen = whales_pages.screener_query(request)
+    query = {"window": window, **screen.params()}
     if exchange is not None:
         query["exchange"] = exchange.slug
     path = exchange.get_absolute_url() if exchange is not None else reverse("maps:home")
     rows = listing_rows(window=window, exchange=exchange)
     if exchange is None:
         rows.sort(key=lambda row: (row.market.base, row.market.exchange.name))
+    any_markets = bool(rows)
+    all_demo = any_markets and all(row.market.is_demo for row in rows)
+    rows = screener_rows(rows, screen)
+    page_query = {"window": window, **screen.params()}
     return {
         "window": window,
         "rows": rows,
-        "all_demo": bool(rows) and all(row.market.is_demo for row in rows),
-        "group_by_coin": exchange is None,
-        "window_links": window_links(path, window, {}),
+        "all_demo": all_demo,
+        "any_markets": any_markets,
+        "group_by_coin": exchange is None and screen.sort is None,
+        "window_links": window_links(path, window, screen.params()),
         "table_url": f"{reverse('maps:markets_table')}?{urlencode(query)}",
+        "page_url": f"{path}?{urlencode(page_query)}",
+        "path": path,
+        "screen": screen,
+        "screen_header": whales_pages.screener_header(
+            screen,
+            path,
+            window,
+            reverse("maps:markets_table"),
+            {"exchange": exchange.slug} if exchange is not None else {},
+        ),
         "refresh_seconds": refresh_seconds(),
         "canonical_url": request.build_absolute_uri(f"{path}?{urlencode({'window': window})}"),
     }
+
+
+def screener_rows(rows: list[ListingRow], screen) -> list[ListingRow]:
+    """The listing rows the screener keeps, in its order, each with its screener row."""
+    stored = whales_pages.positioning_for_listing([row.market.pk for row in rows])
+    screened = [
+        whales_pages.screener_row(i, row.market, row.snapshot, stored.get(row.market.pk))
+        for i, row in enumerate(rows)
+    ]
+    kept = screener_apply(
+        screened,
+        sort=screen.sort,
+        descending=screen.descending,
+        filters=screen.filters,
+        colour=screen.colour,
+    )
+    return [replace(rows[s.key], screen=s) for s in kept]
 
 
 def coins_context() -> dict:
@@ -288,10 +328,16 @@ def pair_title(market: Market, window: str) -> str:
     )
 
 
+def query_colour(request: HttpRequest) -> str:
+    """`colour`: the heatmap's colours, by notional (the default) or by z-score."""
+    return query_choice(request, "colour", list(whales_charts.COLOUR_MODES), "notional")
+
+
 def pair_view(
     request: HttpRequest, *, market: Market, window: str, side: str, at: int | None = None
 ) -> PageView:
     path = market.get_absolute_url()
+    colour = query_colour(request)
     moment = at_query(at)
     query = urlencode({"window": window, "side": side, **moment})
     coverage = market_coverage(market)
@@ -315,9 +361,10 @@ def pair_view(
     if snapshot is None:
         return PageView(context)
     version = snapshot_version(snapshot)
+    positioning = positioning_stored(market_id=market.pk)
     view = PageView(
         context,
-        etag=page_etag(request, version, window, side),
+        etag=page_etag(request, version, window, side, colour, whales_pages.version(positioning)),
         last_modified=snapshot.computed_at,
         freshness=snapshot_freshness(snapshot=snapshot, market=market),
         cacheable=True,
@@ -330,8 +377,15 @@ def pair_view(
         result = snapshot_to_result(snapshot)
         return charts.result_summary(result, events=real_events([market.pk], result))
 
+    colour_query = {"colour": colour} if colour != "notional" else {}
     charts_query = urlencode(
-        {"window": window, "side": side, **moment, "v": charts_version(version)}
+        {
+            "window": window,
+            "side": side,
+            **moment,
+            **colour_query,
+            "v": charts_version(f"{version}.{whales_pages.version(positioning)}"),
+        }
     )
     calibration = market_latest_calibration(market=market)
     context.update(
@@ -354,6 +408,10 @@ def pair_view(
     )
     levels = {key: context[key] for key in ("clusters", "proximity")}
     context.update(levels_pages.pair_levels(snapshot=snapshot, **levels))
+    context["positioning"] = whales_pages.positioning_panel(market, positioning)
+    context["colour_links"] = whales_pages.colour_links(
+        path, colour, {"window": window, "side": side, **moment}
+    )
     return view
 
 
@@ -599,10 +657,12 @@ def empty_charts_response() -> HttpResponse:
 def pair_charts_response(
     request: HttpRequest, *, market: Market, window: str, side: str, at: int | None = None
 ) -> HttpResponse:
+    colour = query_colour(request)
     snapshot = pair_snapshot(market=market, window=window, at=at)
     if snapshot is None:
         return empty_charts_response()
-    version = snapshot_version(snapshot)
+    positioning = whales_pages.version(positioning_stored(market_id=market.pk))
+    version = f"{snapshot_version(snapshot)}.{positioning}"
 
     def build() -> bytes:
         result = snapshot_to_result(snapshot)
@@ -613,9 +673,10 @@ def pair_charts_response(
         layers = signal_pages.chart_layers(market=market, snapshot=snapshot, heat_start=start)
         if levels := levels_pages.chart_layers(market=market, snapshot=snapshot, result=result):
             layers["levels"] = levels
+        layers.update(whales_charts.chart_layers(market=market, heat_start=start, colour=colour))
         return charts.chart_json(result, candles, side, title, events, layers)
 
-    payload = charts.cached(f"charts:pair:{version}:{side}", build)
+    payload = charts.cached(f"charts:pair:{version}:{side}:{colour}", build)
     return chart_response(request, payload, version=version)
 
 

@@ -15,6 +15,7 @@ from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.http import require_safe
+from django_htmx.http import push_url
 
 from liqsite.middleware import csp_allows_chart_code
 from maps import pages
@@ -60,8 +61,12 @@ def markets_table(request: HttpRequest) -> HttpResponse:
         exchange = Exchange.objects.filter(slug=slug.lower()).first()
         if exchange is None:
             raise Http404(f"No exchange {slug!r}")
+    push = pages.query_choice(request, "push", ["", "1"], "")
     context = pages.listing_context(request, window=window, exchange=exchange)
-    return pages.revalidate(render(request, "maps/_markets_table.html", context))
+    response = render(request, "maps/_markets_table.html", context)
+    if push and request.htmx:
+        push_url(response, context["page_url"])  # the address bar keeps the screener's state
+    return pages.revalidate(response)
 
 
 @require_safe

@@ -348,7 +348,7 @@ def test_it_alerts_when_a_cluster_lies_between_price_and_the_stop(btc, alice):
 def test_it_keeps_position_alerts_out_of_the_watchlist_alert_form(client, btc, alice):
     alert = position_with_alert(alice, btc, Alert.NEAR_STOP, stop=last_close(btc) * 0.99)
     kinds = [k for k, _ in AlertForm(instance=Alert(watch=alert.watch)).fields["kind"].choices]
-    assert kinds == [Alert.PROXIMITY, Alert.LIQUIDATIONS, *Alert.SIGNAL_KINDS]
+    assert kinds == [Alert.PROXIMITY, Alert.LIQUIDATIONS, *Alert.SIGNAL_KINDS, *Alert.WHALE_KINDS]
     client.force_login(alice)
     response = client.get(reverse("accounts:alert_edit", args=[alert.pk]))
     assert response.url == reverse("maps:position", args=[alert.position_id])

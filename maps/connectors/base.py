@@ -101,6 +101,8 @@ class RateLimited(ConnectorError):
         self.retry_after = retry_after
 
 
+POSITIONING_SERIES = ("top_position_ratio", "top_account_ratio", "taker_ratio")
+
 RETRYABLE_ERRORS: tuple[type[BaseException], ...] = (ccxt.NetworkError, RateLimited)
 
 
@@ -138,6 +140,8 @@ class Connector:
     funding_page: ClassVar[int] = 100
     oi_stamping: ClassVar[str] = "end"
     """How the 5-minute open-interest and ratio history is stamped (maps.engine.alignment)."""
+    positioning_series: ClassVar[tuple[str, ...]] = ()
+    """The positioning series the exchange publishes at 5 minutes, of POSITIONING_SERIES."""
     ws_ping: ClassVar[str | None] = None
     ws_ping_seconds: ClassVar[float] = 20.0
 
@@ -225,6 +229,21 @@ class Connector:
             end,
             self.stat_page * FIVE_MINUTES_MS,
         )
+
+    def positioning(self, name: str, symbol: str, start: int, end: int) -> list[Point]:
+        """One of the 5-minute positioning series the exchange publishes (`positioning_series`,
+        of POSITIONING_SERIES: top traders' long/short ratio by positions and by accounts, the
+        taker buy/sell volume ratio), stamped like its open interest at times in [start, end).
+        A series it does not publish is never asked for, so it stays empty."""
+        return self._series(
+            lambda a, b: self._positioning(name, symbol, a, b),
+            start,
+            end,
+            self.stat_page * FIVE_MINUTES_MS,
+        )
+
+    def _positioning(self, name: str, symbol: str, start: int, end: int) -> list[Point]:
+        raise NotImplementedError(f"{self.slug} publishes no {name}")
 
     def taker_volume(self, symbol: str, start: int, end: int) -> list[TakerBucket]:
         """Taker buy volume per period opening in [start, end), for exchanges that publish it

@@ -28,6 +28,7 @@ from maps.connectors.base import (
     Connector,
     ConnectorError,
     Liquidation,
+    Point,
     load_json,
     make_candle,
     number,
@@ -48,6 +49,36 @@ class BinanceConnector(Connector):
     stat_page = 500
     funding_page = 1000
     oi_stamping = "auto"
+    positioning_series = ("top_position_ratio", "top_account_ratio", "taker_ratio")
+    POSITIONING_ENDPOINTS = {
+        # series: (ccxt implicit method, the row's field), /futures/data/<endpoint>
+        "top_position_ratio": ("fapiDataGetTopLongShortPositionRatio", "longShortRatio"),
+        "top_account_ratio": ("fapiDataGetTopLongShortAccountRatio", "longShortRatio"),
+        "taker_ratio": ("fapiDataGetTakerlongshortRatio", "buySellRatio"),
+    }
+
+    def _positioning(self, name: str, symbol: str, start: int, end: int) -> list[Point]:
+        """One page of /futures/data/topLongShortPositionRatio, topLongShortAccountRatio or
+        takerlongshortRatio (period 5m, 30 days kept, stamped like openInterestHist)."""
+        method, field = self.POSITIONING_ENDPOINTS[name]
+        market = self.market(symbol)
+        request = {
+            "symbol": market["id"],
+            "period": "5m",
+            "startTime": start,
+            "endTime": end - 1,
+            "limit": self.stat_page,
+        }
+        rows = self.call(getattr(self.exchange, method), request)
+        points = []
+        for row in rows_of(rows, f"binance {market['id']} {name}"):
+            value = number(row.get(field)) if isinstance(row, dict) else None
+            stamp = number(row.get("timestamp")) if isinstance(row, dict) else None
+            if value is None or value < 0 or stamp is None:
+                log.warning("binance %s %s: malformed row skipped: %r", market["id"], name, row)
+                continue
+            points.append(Point(int(stamp), value))
+        return points
 
     def retry_after(self, message: str) -> float:
         banned = BANNED_UNTIL.search(message)

@@ -24,6 +24,7 @@ from maps.connectors.base import (
     Connector,
     ConnectorError,
     Liquidation,
+    Point,
     TakerBucket,
     load_json,
     number,
@@ -50,6 +51,35 @@ class OkxConnector(Connector):
         if not size or size <= 0:
             raise ConnectorError(f"okx: {symbol} has no contract size")
         return size
+
+    positioning_series = ("top_position_ratio", "top_account_ratio")
+    POSITIONING_ENDPOINTS = {
+        "top_position_ratio": "publicGetRubikStatContractsLongShortPositionRatioContractTopTrader",
+        "top_account_ratio": "publicGetRubikStatContractsLongShortAccountRatioContractTopTrader",
+    }
+
+    def _positioning(self, name: str, symbol: str, start: int, end: int) -> list[Point]:
+        """One page of /api/v5/rubik/stat/contracts/long-short-position-ratio-contract-top-trader
+        (or the account one): `[ts, ratio]` rows, newest first, bounds exclusive."""
+        market = self.market(symbol)
+        request = {
+            "instId": market["id"],
+            "period": "5m",
+            "begin": start - 1,
+            "end": end,
+            "limit": self.stat_page,
+        }
+        response = self.call(getattr(self.exchange, self.POSITIONING_ENDPOINTS[name]), request)
+        data = response.get("data") if isinstance(response, dict) else None
+        points = []
+        for row in rows_of(data, f"okx {name}"):
+            value = number(row[1]) if isinstance(row, list) and len(row) > 1 else None
+            stamp = number(row[0]) if isinstance(row, list) and row else None
+            if value is None or value < 0 or stamp is None:
+                log.warning("okx %s %s: malformed row skipped: %r", market["id"], name, row)
+                continue
+            points.append(Point(int(stamp), value))
+        return points
 
     def taker_volume(self, symbol: str, start: int, end: int) -> list[TakerBucket]:
         return self._series(

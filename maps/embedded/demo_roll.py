@@ -33,7 +33,14 @@ from maps.demo import (
 )
 from maps.demo import simulate_coin as simulate_path
 from maps.engine.types import Bars
+from maps.metrics_rows import metrics_rows_upsert
 from maps.models import WINDOWS, Bar, LiquidationEvent, Market, datetime_to_ms, ms_to_datetime
+from maps.whales.demo import (
+    demo_metrics_rows,
+    demo_positioning,
+    demo_positioning_rng,
+    demo_positioning_start,
+)
 
 ROLL_SEED = 8_675_309
 MAX_ROLL_STEPS = 288 * 7
@@ -136,6 +143,22 @@ def _extend(
     return len(bars.ts), len(events.time)
 
 
+def _write_metrics(market: Market, bars: Bars) -> None:
+    """The new steps' metrics rows, the whales' series continuing from the last stored row."""
+    last = (
+        market.metrics_rows.order_by("-stamped_at")
+        .values("top_position_ratio", "long_short_ratio")
+        .first()
+    )
+    start = demo_positioning_start(**last) if last else 0.0
+    rng = demo_positioning_rng(
+        market_key=f"{market.exchange.slug}:{market.slug}", seed=ROLL_SEED, first_ts=int(bars.ts[0])
+    )
+    positioning = demo_positioning(bars, rng, start=start)
+    rows = demo_metrics_rows(bars, positioning, market.step_ms)
+    metrics_rows_upsert(market=market, rows=rows, source="demo")
+
+
 _PATH_ARRAYS = (
     "ts",
     "log_close",
@@ -165,6 +188,7 @@ def _continue_from(bars: Bars, last_close: float) -> Bars:
 
 
 def _write(market: Market, bars: Bars, funding: np.ndarray, events) -> None:
+    _write_metrics(market, bars)
     Bar.objects.bulk_create(
         [
             Bar(
@@ -221,4 +245,5 @@ def _write(market: Market, bars: Bars, funding: np.ndarray, events) -> None:
     cutoff = last - timedelta(milliseconds=KEEP_MS)
     market.bars.filter(time__lt=cutoff).delete()
     market.events.filter(time__lt=cutoff).delete()
+    market.metrics_rows.filter(stamped_at__lt=cutoff).delete()
     Market.objects.filter(pk=market.pk).update(last_bar_at=last, last_error="")

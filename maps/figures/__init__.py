@@ -101,5 +101,6 @@ def metadata(data: PlotData, side: str, decimals: int, layers: list[Layer]) -> d
             "volume-source": ["t", "t0"],
             "liq-source": ["t", "start"],
             "markers": ["t"],
+            "anomaly-marks": ["t"],
         },
     }

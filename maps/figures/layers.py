@@ -16,7 +16,7 @@ import numpy as np
 from bokeh.models import ColumnDataSource
 
 from maps.charts import PlotData
-from maps.figures import signals, style
+from maps.figures import signals, style, whales
 from maps.figures.panes import Panes, cumulative_axis
 
 MARKER_MIN_PX = 5.0
@@ -137,10 +137,12 @@ def draw_cumulative(panes: Panes, data: PlotData, side: str) -> list:
 
 
 LAYERS: list[Layer] = [
+    Layer("zscore", "Z-score colours", whales.draw_zscore),
     Layer("candles", "Candles", draw_candles),
     Layer("real", "Real liquidations", draw_real),
     Layer("cumulative", "Cumulative curves", draw_cumulative),
     Layer("cascades", "Cascades", signals.draw_cascades),
     Layer("sweeps", "Sweeps", signals.draw_sweeps),
     Layer("replay", "Price after the moment", signals.draw_replay),
+    Layer("anomalies", "Anomalies", whales.draw_anomalies),
 ]

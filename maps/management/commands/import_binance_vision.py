@@ -29,6 +29,7 @@ from maps.engine.types import EngineError, iso_utc
 from maps.market_signals.services import signals_summary
 from maps.models import Market
 from maps.services import market_demo_clear, market_snapshots_compute
+from maps.whales.services import positioning_summary
 
 SHOWN_SKIPS = 20
 
@@ -209,3 +210,4 @@ class Command(BaseCommand):
             self.stdout.write("  maps: not enough bars yet (at least 2 steps are needed)")
             return
         self.stdout.write(f"  {signals_summary(market)}")
+        self.stdout.write(f"  {positioning_summary(market)}")

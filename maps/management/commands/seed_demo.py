@@ -16,6 +16,7 @@ from maps.engine.types import EngineError, iso_utc
 from maps.market_signals.services import signals_summary
 from maps.models import Bar, Market
 from maps.services import market_calibrate, market_snapshots_compute
+from maps.whales.services import positioning_summary
 
 DEFAULT_SEED = 20240501
 DEFAULT_DAYS = 90
@@ -151,7 +152,7 @@ class Command(BaseCommand):
         )
         started = time.perf_counter()
         for market in markets:
-            line = signals_summary(market)
+            line = f"{signals_summary(market)}; {positioning_summary(market)}"
             if self.verbosity >= 2:
                 self.stdout.write(f"  {market}: {line}")
         took = time.perf_counter() - started

@@ -1,0 +1,103 @@
+"""The whale layers on the heatmap (their inputs come from maps.whales.charts): the z-score
+colours, an image over the notional one colouring each cell by how unusual its notional is
+within the window (robust z of its logarithm), and the anomalies as marks at their step's close
+(area by |z|, above the price for a positive z, below it for a negative one)."""
+
+from __future__ import annotations
+
+import numpy as np
+from bokeh.models import BasicTicker, ColorBar, ColumnDataSource, HoverTool, LinearColorMapper
+
+from maps.charts import PlotData, heat_values
+from maps.figures import style
+from maps.figures.panes import Panes
+from maps.whales.stats import cell_zscores
+
+Z_LOW, Z_HIGH = -1.0, 4.0
+Z_PALETTE = (
+    "#0f1420",
+    "#1e2a4a",
+    "#3b3f8f",
+    "#7a3fa0",
+    "#c2407e",
+    "#f0506e",
+    "#fb923c",
+    "#fbbf24",
+    "#fde68a",
+)
+ANOMALY = "#e879f9"
+
+
+def draw_zscore(panes: Panes, data: PlotData, side: str) -> list:
+    if not data.layers.get("zscore"):
+        return []
+    fig = panes.heat
+    image = fig.select_one({"name": "heat-source"})
+    z = cell_zscores(heat_values(data, side))
+    source = ColumnDataSource({**{k: image.data[k] for k in ("x", "y", "dw", "dh")}, "image": [z]})
+    source.name = "heat-z-source"
+    mapper = LinearColorMapper(
+        palette=list(Z_PALETTE),
+        low=Z_LOW,
+        high=Z_HIGH,
+        low_color=Z_PALETTE[0],
+        high_color=Z_PALETTE[-1],
+        nan_color=style.EMPTY,
+        name="heat-z-mapper",
+    )
+    cells = fig.image(
+        image="image", x="x", y="y", dw="dw", dh="dh", color_mapper=mapper, source=source
+    )
+    bar = ColorBar(
+        color_mapper=mapper,
+        ticker=BasicTicker(desired_num_ticks=6),
+        orientation="horizontal",
+        height=9,
+        padding=6,
+        major_label_text_color=style.AXIS,
+        major_label_text_font_size="10px",
+        background_fill_color=style.BG,
+        bar_line_color=None,
+        title="Z-score of a cell's notional within the window (robust, log)",
+        title_text_color=style.AXIS,
+        title_text_font_size="10px",
+        title_text_font_style="normal",
+    )
+    fig.add_layout(bar, "below")
+    return [cells, bar]
+
+
+def draw_anomalies(panes: Panes, data: PlotData, side: str) -> list:
+    marks = data.layers.get("anomalies")
+    if not marks:
+        return []
+    z = np.array([abs(m["z"]) for m in marks])
+    source = ColumnDataSource(
+        {
+            "t": [m["t"] for m in marks],
+            "price": [m["price"] for m in marks],
+            "size": (6 + 2.5 * np.minimum(z, 8)).tolist(),
+            "marker": ["triangle" if m["z"] > 0 else "inverted_triangle" for m in marks],
+            "what": [m["what"] for m in marks],
+        },
+        name="anomaly-marks",
+    )
+    dots = panes.heat.scatter(
+        "t",
+        "price",
+        source=source,
+        marker="marker",
+        size="size",
+        fill_color=ANOMALY,
+        fill_alpha=0.7,
+        line_color=style.BG,
+        line_width=1,
+    )
+    panes.heat.add_tools(
+        HoverTool(
+            renderers=[dots],
+            tooltips=[("anomaly", "@what"), ("at", "@t{%Y-%m-%d %H:%M} UTC")],
+            formatters={"@t": "datetime"},
+        )
+    )
+    return [dots]

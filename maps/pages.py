@@ -41,6 +41,7 @@ from maps.selectors import (
     markets_for_listing,
     snapshot_freshness,
     snapshots_for_listing,
+    snapshots_of_markets,
 )
 from maps.services import coin_result, snapshot_to_result
 from maps.whales import charts as whales_charts
@@ -168,9 +169,7 @@ class ListingRow:
 
 def listing_rows(*, window: str, exchange=None, base: str | None = None) -> list[ListingRow]:
     markets = markets_for_listing(exchange=exchange, base=base)
-    snapshots = {
-        s.market_id: s for s in snapshots_for_listing(window=window, exchange=exchange, base=base)
-    }
+    snapshots = snapshots_of_markets(window=window, markets=markets)
     rows = []
     for market in markets:
         snapshot = snapshots.get(market.pk)

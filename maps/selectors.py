@@ -215,6 +215,20 @@ def snapshots_for_listing(
     return list(snapshots)
 
 
+def snapshots_of_markets(*, window: str, markets: list[Market]) -> dict[int, MapSnapshot]:
+    """The window's snapshot of each market, by market id, with only what a listing row reads
+    (no arrays, no clusters), each holding its market object."""
+    by_id = {market.pk: market for market in markets}
+    snapshots = MapSnapshot.objects.filter(window=window, market_id__in=list(by_id)).only(
+        "market_id", "window", "as_of", "computed_at", "last_close", "proximity", "report"
+    )
+    found = {}
+    for snapshot in snapshots:
+        snapshot.market = by_id[snapshot.market_id]
+        found[snapshot.market_id] = snapshot
+    return found
+
+
 def markets_for_listing(
     *, exchange: Exchange | None = None, base: str | None = None
 ) -> list[Market]:

@@ -185,16 +185,24 @@ def _liquidation_observation(
     return Observation(time=estimated.time, hit=True, message=message, detail=detail)
 
 
-def signal_observations(*, alert: Alert, snapshot: MapSnapshot) -> list[Observation]:
-    """One observation per new step of the snapshot (only its last step on a first check): hit
-    when a signal of the alert's kind became known at that step (maps.market_signals.alerts)."""
-    step = timedelta(milliseconds=snapshot.market.step_ms)
+def unchecked_steps(*, alert: Alert, snapshot: MapSnapshot) -> list[datetime]:
+    """The snapshot's steps the alert has not evaluated yet, oldest first: only the last one on
+    a first check, at most MAX_STEPS_PER_CHECK."""
     if alert.checked_through is not None and snapshot.as_of <= alert.checked_through:
         return []
+    step = timedelta(milliseconds=snapshot.market.step_ms)
     count = 1
     if alert.checked_through is not None:
         count = min(MAX_STEPS_PER_CHECK, (snapshot.as_of - alert.checked_through) // step)
-    steps = [snapshot.as_of - step * k for k in range(count - 1, -1, -1)]
+    return [snapshot.as_of - step * k for k in range(count - 1, -1, -1)]
+
+
+def signal_observations(*, alert: Alert, snapshot: MapSnapshot) -> list[Observation]:
+    """One observation per new step of the snapshot (only its last step on a first check): hit
+    when a signal of the alert's kind became known at that step (maps.market_signals.alerts)."""
+    steps = unchecked_steps(alert=alert, snapshot=snapshot)
+    if not steps:
+        return []
     events = market_signal_events(
         market=alert.watch.market,
         kind=alert.kind,
@@ -213,13 +221,9 @@ def signal_observations(*, alert: Alert, snapshot: MapSnapshot) -> list[Observat
 def whale_observations(*, alert: Alert, snapshot: MapSnapshot) -> list[Observation]:
     """One observation per new step of the snapshot (only its last step on a first check), read
     from the market's stored positioning (maps.whales.alerts)."""
-    step = timedelta(milliseconds=snapshot.market.step_ms)
-    if alert.checked_through is not None and snapshot.as_of <= alert.checked_through:
+    steps = unchecked_steps(alert=alert, snapshot=snapshot)
+    if not steps:
         return []
-    count = 1
-    if alert.checked_through is not None:
-        count = min(MAX_STEPS_PER_CHECK, (snapshot.as_of - alert.checked_through) // step)
-    steps = [snapshot.as_of - step * k for k in range(count - 1, -1, -1)]
     readings = market_whale_readings(
         market=alert.watch.market,
         kind=alert.kind,

@@ -8,7 +8,6 @@ from dataclasses import dataclass
 
 import numpy as np
 from bokeh.models import (
-    ColorBar,
     ColumnDataSource,
     FixedTicker,
     Label,
@@ -113,22 +112,12 @@ def heatmap_pane(data: PlotData, side: str, title: str, x_range, y_range, decima
     source = ColumnDataSource(columns, name="heat-source")
     fig.image(image="image", x="x", y="y", dw="dw", dh="dh", color_mapper=mapper, source=source)
     ticks = FixedTicker(ticks=colour_ticks(low, high), name="heat-ticks")
-    bar = ColorBar(
-        color_mapper=mapper,
-        ticker=ticks,
+    bar = style.colour_bar(
+        mapper,
+        ticks,
+        "Notional per cell (log)",
         formatter=style.usd_formatter(),
-        orientation="horizontal",
-        height=9,
-        padding=6,
-        major_label_text_color=style.AXIS,
-        major_label_text_font_size="10px",
-        background_fill_color=style.BG,
-        bar_line_color=None,
         major_tick_line_color=style.BG,
-        title="Notional per cell (log)",
-        title_text_color=style.AXIS,
-        title_text_font_size="10px",
-        title_text_font_style="normal",
         name="heat-colorbar",
     )
     fig.add_layout(bar, "below")

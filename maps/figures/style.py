@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bokeh.models import DatetimeTickFormatter, NumeralTickFormatter
+from bokeh.models import ColorBar, DatetimeTickFormatter, NumeralTickFormatter
 from bokeh.palettes import Inferno256
 
 BG = "#0b0f17"
@@ -73,3 +73,23 @@ def style_figure(fig) -> None:
     fig.grid.grid_line_color = GRID
     fig.grid.grid_line_alpha = 0.6
     fig.toolbar.logo = None
+
+
+def colour_bar(mapper, ticker, title: str, **options) -> ColorBar:
+    """A heatmap's horizontal colour scale, drawn below it in the charts' style."""
+    return ColorBar(
+        color_mapper=mapper,
+        ticker=ticker,
+        orientation="horizontal",
+        height=9,
+        padding=6,
+        major_label_text_color=AXIS,
+        major_label_text_font_size="10px",
+        background_fill_color=BG,
+        bar_line_color=None,
+        title=title,
+        title_text_color=AXIS,
+        title_text_font_size="10px",
+        title_text_font_style="normal",
+        **options,
+    )

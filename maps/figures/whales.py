@@ -6,7 +6,7 @@ within the window (robust z of its logarithm), and the anomalies as marks at the
 from __future__ import annotations
 
 import numpy as np
-from bokeh.models import BasicTicker, ColorBar, ColumnDataSource, HoverTool, LinearColorMapper
+from bokeh.models import BasicTicker, ColumnDataSource, HoverTool, LinearColorMapper
 
 from maps.charts import PlotData, heat_values
 from maps.figures import style
@@ -48,20 +48,10 @@ def draw_zscore(panes: Panes, data: PlotData, side: str) -> list:
     cells = fig.image(
         image="image", x="x", y="y", dw="dw", dh="dh", color_mapper=mapper, source=source
     )
-    bar = ColorBar(
-        color_mapper=mapper,
-        ticker=BasicTicker(desired_num_ticks=6),
-        orientation="horizontal",
-        height=9,
-        padding=6,
-        major_label_text_color=style.AXIS,
-        major_label_text_font_size="10px",
-        background_fill_color=style.BG,
-        bar_line_color=None,
-        title="Z-score of a cell's notional within the window (robust, log)",
-        title_text_color=style.AXIS,
-        title_text_font_size="10px",
-        title_text_font_style="normal",
+    bar = style.colour_bar(
+        mapper,
+        BasicTicker(desired_num_ticks=6),
+        "Z-score of a cell's notional within the window (robust, log)",
     )
     fig.add_layout(bar, "below")
     return [cells, bar]

@@ -71,4 +71,14 @@ def test_the_z_score_heatmap_loads_without_errors(page, live_server, markets) ->
             .filter(m => m.name === 'heat-z-mapper').length"""
     )
     assert names == 1
+    scales = """() => Object.fromEntries(Array.from(Bokeh.documents.at(-1).all_models)
+        .filter(m => m.color_mapper !== undefined && typeof m.title === 'string')
+        .map(m => [m.title, m.visible]))"""
+    shown = page.evaluate(scales)
+    notional = "Notional per cell (log)"
+    zscore = next(title for title in shown if title.startswith("Z-score"))
+    assert shown[notional] is False and shown[zscore] is True  # one scale, the one drawn
+    page.locator("[data-layer-switches] button", has_text="Z-score colours").click()
+    shown = page.evaluate(scales)
+    assert shown[notional] is True and shown[zscore] is False
     assert page.errors == []

@@ -54,6 +54,9 @@ def draw_zscore(panes: Panes, data: PlotData, side: str) -> list:
         "Z-score of a cell's notional within the window (robust, log)",
     )
     fig.add_layout(bar, "below")
+    notional = fig.select_one({"name": "heat-colorbar"})
+    if notional is not None:  # the z-score scale stands in its place (charts.js swaps them back)
+        notional.visible = False
     return [cells, bar]
 
 

@@ -611,8 +611,14 @@
     return found.length > 0 && found[0].visible;
   };
 
+  /* A layer that replaces a part of the chart while it is on: the z-score colours replace the
+     notional colour scale. */
+  var REPLACES = {zscore: "heat-colorbar"};
+
   Chart.prototype.toggleLayer = function (name, on) {
     this.layer(name).forEach(function (model) { model.visible = on; });
+    var replaced = REPLACES[name] && this.model(REPLACES[name]);
+    if (replaced) replaced.visible = !on;
   };
 
   /* Pan and wheel/pinch zoom on, or off so that a drag or a wheel moves the page. */

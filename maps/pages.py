@@ -184,9 +184,8 @@ def listing_context(request: HttpRequest, *, window: str, exchange=None) -> dict
     """The home and exchange pages' screener: every listed market's row from its stored map
     and positioning, filtered, sorted and coloured by the query (maps.whales.screener)."""
     screen = whales_pages.screener_query(request)
-    query = {"window": window, **screen.params()}
-    if exchange is not None:
-        query["exchange"] = exchange.slug
+    page_query = {"window": window, **screen.params()}
+    query = {**page_query, **({"exchange": exchange.slug} if exchange is not None else {})}
     path = exchange.get_absolute_url() if exchange is not None else reverse("maps:home")
     rows = listing_rows(window=window, exchange=exchange)
     if exchange is None:
@@ -194,7 +193,6 @@ def listing_context(request: HttpRequest, *, window: str, exchange=None) -> dict
     any_markets = bool(rows)
     all_demo = any_markets and all(row.market.is_demo for row in rows)
     rows = screener_rows(rows, screen)
-    page_query = {"window": window, **screen.params()}
     return {
         "window": window,
         "rows": rows,

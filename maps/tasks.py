@@ -160,7 +160,8 @@ def market_release(market_id: int) -> None:
     Market.objects.filter(pk=market_id).update(queued_at=None)
 
 
-def _market(market_id: int) -> Market | None:
+def market_or_none(market_id: int) -> Market | None:
+    """The market with its exchange, or None once it is deleted (a queued task outlives it)."""
     return Market.objects.select_related("exchange").filter(pk=market_id).first()
 
 
@@ -209,7 +210,7 @@ def market_ingest(self, market_id: int, release: bool = False) -> int:
 
 
 def _market_ingest(task, market_id: int) -> int:
-    market = _market(market_id)
+    market = market_or_none(market_id)
     if market is None:
         return 0
     if cooldown_remaining(market.exchange.ccxt_id):
@@ -235,7 +236,7 @@ def market_backfill(self, market_id: int) -> int:
     Waits (retries) while another ingestion of the market runs or its exchange cools down;
     returns the bars written.
     """
-    market = _market(market_id)
+    market = market_or_none(market_id)
     if market is None:
         return 0
     wait = cooldown_remaining(market.exchange.ccxt_id)
@@ -279,7 +280,7 @@ def market_snapshots_refresh(
 
 
 def _market_snapshots_refresh(task, market_id: int, only_if_stale: bool) -> int:
-    market = _market(market_id)
+    market = market_or_none(market_id)
     if market is None:
         return 0
     with market_lock("compute", market_id) as acquired:
@@ -311,7 +312,7 @@ def _market_snapshots_refresh(task, market_id: int, only_if_stale: bool) -> int:
 @shared_task(bind=True, acks_late=True, max_retries=2, soft_time_limit=900, time_limit=960)
 def market_calibrate_task(self, market_id: int) -> int | None:
     """Fit the market's tier weights to its real liquidations; returns the Calibration id."""
-    market = _market(market_id)
+    market = market_or_none(market_id)
     if market is None:
         return None
     with market_lock("calibrate", market_id) as acquired:

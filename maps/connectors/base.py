@@ -234,7 +234,9 @@ class Connector:
         """One of the 5-minute positioning series the exchange publishes (`positioning_series`,
         of POSITIONING_SERIES: top traders' long/short ratio by positions and by accounts, the
         taker buy/sell volume ratio), stamped like its open interest at times in [start, end).
-        A series it does not publish is never asked for, so it stays empty."""
+        A series it does not publish is not asked of it: it stays empty."""
+        if name not in self.positioning_series:
+            return []
         return self._series(
             lambda a, b: self._positioning(name, symbol, a, b),
             start,
@@ -243,7 +245,9 @@ class Connector:
         )
 
     def _positioning(self, name: str, symbol: str, start: int, end: int) -> list[Point]:
-        raise NotImplementedError(f"{self.slug} publishes no {name}")
+        """One page of a positioning series; an exchange that lists any in `positioning_series`
+        reads them here."""
+        return []
 
     def taker_volume(self, symbol: str, start: int, end: int) -> list[TakerBucket]:
         """Taker buy volume per period opening in [start, end), for exchanges that publish it

@@ -25,7 +25,7 @@ from maps.analytics.levels import LevelsError
 from maps.analytics.orderbook import BookError
 from maps.connectors import RETRYABLE_ERRORS, ConnectorError, RateLimited
 from maps.levels import services
-from maps.models import WINDOWS, Market
+from maps.models import WINDOWS
 from maps.selectors import market_snapshot_light, markets_ingestible
 from maps.tasks import (
     cooldown_key,
@@ -33,6 +33,7 @@ from maps.tasks import (
     market_error_clear,
     market_error_record,
     market_lock,
+    market_or_none,
 )
 
 log = logging.getLogger(__name__)
@@ -46,7 +47,7 @@ def market_orderbook_snapshot(market_id: int) -> int | None:
     """Store the market's order book of this minute; returns the stored row's id (None when
     skipped: no such market, its exchange cooling down, another snapshot of it running, or the
     book refused or unreachable, which the next minute retries)."""
-    market = Market.objects.select_related("exchange").filter(pk=market_id).first()
+    market = market_or_none(market_id)
     if market is None or cooldown_remaining(market.exchange.ccxt_id):
         return None
     with market_lock(STAGE, market_id) as acquired:
@@ -85,7 +86,7 @@ def market_levels_compute(market_id: int, windows: list[str]) -> int:
     """Store the levels of the market's snapshots for `windows`; returns how many. The bars and
     walls are read once, for the longest window. A window whose levels cannot be computed is
     logged and left to be computed when first asked for."""
-    market = Market.objects.select_related("exchange").filter(pk=market_id).first()
+    market = market_or_none(market_id)
     if market is None:
         return 0
     done, inputs = 0, None

@@ -15,20 +15,22 @@ from django.db import DatabaseError
 
 from maps.market_signals import services
 from maps.models import Market
-from maps.tasks import backoff, market_error_clear, market_error_record, market_lock
+from maps.tasks import (
+    backoff,
+    market_error_clear,
+    market_error_record,
+    market_lock,
+    market_or_none,
+)
 
 log = logging.getLogger(__name__)
-
-
-def _market(market_id: int) -> Market | None:
-    return Market.objects.select_related("exchange").filter(pk=market_id).first()
 
 
 @shared_task(bind=True, acks_late=True, max_retries=2, soft_time_limit=240, time_limit=300)
 def market_signals_refresh(self, market_id: int) -> int:
     """Recompute and store the market's signals; returns how many cascades they hold (0 when
     skipped: the market is gone, has no bars, or another worker is computing them)."""
-    market = _market(market_id)
+    market = market_or_none(market_id)
     if market is None:
         return 0
     with market_lock("signals", market_id) as acquired:
@@ -49,7 +51,7 @@ def market_signals_refresh(self, market_id: int) -> int:
 @shared_task(bind=True, acks_late=True, max_retries=2, soft_time_limit=600, time_limit=660)
 def market_backtest_refresh(self, market_id: int) -> int | None:
     """Recompute and store the market's backtest; returns its id (None when skipped)."""
-    market = _market(market_id)
+    market = market_or_none(market_id)
     if market is None:
         return None
     with market_lock("backtest", market_id) as acquired:

@@ -10,8 +10,13 @@ from celery import shared_task
 from django.db import DatabaseError, transaction
 from kombu.exceptions import OperationalError
 
-from maps.models import Market
-from maps.tasks import backoff, market_error_clear, market_error_record, market_lock
+from maps.tasks import (
+    backoff,
+    market_error_clear,
+    market_error_record,
+    market_lock,
+    market_or_none,
+)
 from maps.whales import services
 
 log = logging.getLogger(__name__)
@@ -21,7 +26,7 @@ log = logging.getLogger(__name__)
 def market_positioning_refresh(self, market_id: int) -> int:
     """Recompute and store the market's positioning; returns how many anomalies it lists (0 when
     skipped: the market is gone, has no bars, or another worker is computing it)."""
-    market = Market.objects.select_related("exchange").filter(pk=market_id).first()
+    market = market_or_none(market_id)
     if market is None:
         return 0
     with market_lock("positioning", market_id) as acquired:

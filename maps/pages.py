@@ -358,7 +358,7 @@ def pair_view(
     if snapshot is None:
         return PageView(context)
     version = snapshot_version(snapshot)
-    positioning = positioning_stored(market_id=market.pk)
+    positioning = positioning_stored(market_id=market.pk, arrays=False)
     view = PageView(
         context,
         etag=page_etag(request, version, window, side, colour, whales_pages.version(positioning)),
@@ -658,7 +658,7 @@ def pair_charts_response(
     snapshot = pair_snapshot(market=market, window=window, at=at)
     if snapshot is None:
         return empty_charts_response()
-    positioning = whales_pages.version(positioning_stored(market_id=market.pk))
+    positioning = whales_pages.version(positioning_stored(market_id=market.pk, arrays=False))
     version = f"{snapshot_version(snapshot)}.{positioning}"
 
     def build() -> bytes:

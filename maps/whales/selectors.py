@@ -80,13 +80,10 @@ def _merged(rows: dict, ts: np.ndarray, k: int, fallback: np.ndarray | None = No
     return values
 
 
-def positioning_stored(*, market_id: int) -> PositioningSnapshot | None:
-    return PositioningSnapshot.objects.filter(market_id=market_id).first()
-
-
-def positioning_versions(*, market_ids: list[int]) -> dict[int, str]:
-    """{market id: the stored positioning's computed_at} (what ETags include)."""
-    rows = PositioningSnapshot.objects.filter(market_id__in=market_ids).values_list(
-        "market_id", "computed_at"
-    )
-    return {pk: at.isoformat() for pk, at in rows}
+def positioning_stored(*, market_id: int, arrays: bool = True) -> PositioningSnapshot | None:
+    """The market's stored positioning; without `arrays`, its series are not read (a page's
+    panel and version need only the figures)."""
+    stored = PositioningSnapshot.objects.filter(market_id=market_id)
+    if not arrays:
+        stored = stored.defer("data")
+    return stored.first()

@@ -69,10 +69,33 @@ def test_it_recomputes_the_reach_below_rate_by_hand_from_the_stored_bars(market)
     assert figure["enough"] and figure["hit_rate"] == pytest.approx(hits / cases)
 
 
+def path_after(bars, t: int) -> tuple[np.ndarray, np.ndarray]:
+    """The running highest rise and deepest fall (relative to the close at t) over the steps
+    within 24 hours after t."""
+    k = np.flatnonzero((bars.ts > bars.ts[t]) & (bars.ts <= bars.ts[t] + HORIZON_MS))
+    rise = np.maximum.accumulate(bars.high[k]) / bars.close[t] - 1
+    fall = 1 - np.minimum.accumulate(bars.low[k]) / bars.close[t]
+    return rise, fall
+
+
+def first_sides(rise, fall, up: float, down: float) -> tuple[int | None, int | None]:
+    """The first step (counted from 0) at which the rise reaches `up` and the fall `down`."""
+
+    def first(path, level):
+        reached = np.flatnonzero(path >= level)
+        return int(reached[0]) if len(reached) else None
+
+    return first(rise, up), first(fall, down)
+
+
 def test_it_recomputes_the_larger_cluster_first_rate_by_hand(market):
+    """Each case: the hour's own path decides which cluster price reached first; its chance: the
+    same two distances from the close at every hour whose 24 hours do not overlap the case's
+    that decides them. A case no other hour decides has nothing to compare with: left out."""
     stored = services.market_backtest_refresh(market=market)
     bars, moments = engine_moments(market, stored)
-    hits = decided = 0
+    paths = {t: path_after(bars, t) for t, _ in moments}
+    hits, chances, alone = [], [], 0
     for t, p in moments:
         if not p["long"] or not p["short"] or p["nearer"] == p["larger"]:
             continue
@@ -81,13 +104,31 @@ def test_it_recomputes_the_larger_cluster_first_rate_by_hand(market):
         up = first_step(bars, t, lambda k, high=high: bars.high[k] >= high)
         if (down is None and up is None) or down == up:
             continue
-        decided += 1
-        larger_first = up if p["larger"] == "short" else down
-        other = down if p["larger"] == "short" else up
-        hits += larger_first is not None and (other is None or larger_first < other)
+        to_up = p["larger"] == "short"
+        up_far, down_far = high / bars.close[t] - 1, 1 - low / bars.close[t]
+        same = []
+        for u, (rise, fall) in paths.items():
+            if abs(int(bars.ts[u]) - int(bars.ts[t])) < HORIZON_MS:
+                continue
+            a, b = first_sides(rise, fall, up_far, down_far)
+            if (a is None and b is None) or a == b:
+                continue
+            same.append(
+                a is not None and (b is None or a < b)
+                if to_up
+                else b is not None and (a is None or b < a)
+            )
+        if not same:
+            alone += 1
+            continue
+        larger_first = up if to_up else down
+        other = down if to_up else up
+        hits.append(larger_first is not None and (other is None or larger_first < other))
+        chances.append(np.mean(same))
     magnet = stored.results["magnet"]
-    assert magnet["cases"] == decided
-    assert magnet["enough"] and magnet["hit_rate"] == pytest.approx(hits / decided)
+    assert magnet["cases"] == len(hits)
+    assert magnet["enough"] and magnet["hit_rate"] == pytest.approx(np.mean(hits))
+    assert magnet["chance_rate"] == pytest.approx(np.mean(chances))
     assert magnet["edge"] == pytest.approx(magnet["hit_rate"] - magnet["chance_rate"])
     assert magnet["edge_low"] <= magnet["edge"] <= magnet["edge_high"]
 

@@ -1114,7 +1114,7 @@ def backtest_magnet(maps: list[MomentMap], paths: Paths) -> dict:
     the same two levels, at the same distances, from the other moments (those whose horizon does
     not overlap the case's): how often price reached the same side first there. Moments where
     neither level was reached within HORIZON_MS, or both on the same step, are undecided and left
-    out."""
+    out, and so is a case that no other moment decides (it has no chance to compare with)."""
     by_row = {m.index: m for m in maps}
     rows, up_dist, down_dist, target_up = [], [], [], []
     for r, index in enumerate(paths.rows.tolist()):

@@ -53,6 +53,20 @@ def test_it_starts_with_nothing_configured_and_debug_off() -> None:
     assert settings_values({}, *names) == ["False", "'django.db.backends.sqlite3'", "True"]
 
 
+def test_it_runs_a_task_in_process_without_a_warning_with_nothing_configured() -> None:
+    code = (
+        "import logging, django; logging.basicConfig(level=logging.WARNING); django.setup()\n"
+        "from liqsite.celery import app\n"
+        "@app.task\n"
+        "def ping(): return 'pong'\n"
+        "print(ping.delay().get())"
+    )
+    result = run_python({}, "-c", code)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["pong"]
+    assert "WARNING" not in result.stderr, result.stderr
+
+
 @pytest.mark.parametrize("value", ["maybe", "2", "enabled"])
 def test_it_refuses_a_debug_that_is_not_a_boolean(value: str) -> None:
     assert_refused({"DEBUG": value}, f"DEBUG={value!r} is not a boolean")

@@ -7,6 +7,7 @@ from datetime import timedelta
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
+from django.contrib.admin.options import IncorrectLookupParameters
 from django.db import transaction
 from django.db.models import Count, IntegerField, OuterRef, QuerySet, Subquery, Value
 from django.db.models.functions import Coalesce
@@ -26,10 +27,15 @@ from maps.models import (
     Bar,
     Calibration,
     Exchange,
+    LevelsSnapshot,
     LiquidationEvent,
     MapSnapshot,
     Market,
+    MarketBacktest,
+    MarketSignals,
     MetricsRow,
+    OrderBookSnapshot,
+    PositioningSnapshot,
 )
 from maps.risk import admin as risk_admin  # noqa: F401  (registers the planner's models)
 from maps.services import exchange_demo_refresh, market_demo_clear
@@ -101,6 +107,26 @@ class DemoFilter(admin.SimpleListFilter):
         if self.value() in {"yes", "no"}:
             return queryset.filter(is_demo=self.value() == "yes")
         return queryset
+
+
+class MarketFilter(admin.SimpleListFilter):
+    """The market filter of the tables of market data: every market with its exchange's name,
+    read in one query (the default filter reads the exchange of each market on its own)."""
+
+    title = "market"
+    parameter_name = "market"
+
+    def lookups(self, request: HttpRequest, model_admin) -> list[tuple[int, str]]:
+        markets = Market.objects.select_related("exchange").order_by("exchange__name", "symbol")
+        return [(market.pk, str(market)) for market in markets]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        value = self.value()
+        if not value:
+            return queryset
+        if not value.isdigit():
+            raise IncorrectLookupParameters(f"market={value!r}: a market is chosen by its id")
+        return queryset.filter(market_id=int(value))
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -492,7 +518,7 @@ class MarketAdmin(admin.ModelAdmin):
 @admin.register(Bar)
 class BarAdmin(ReadOnlyAdmin):
     list_display = ["time", "market", *BAR_VALUE_FIELDS]
-    list_filter = ["market__exchange", "market"]
+    list_filter = ["market__exchange", MarketFilter]
     list_select_related = ["market__exchange"]
     date_hierarchy = "time"
     show_full_result_count = False
@@ -511,7 +537,7 @@ class MetricsRowAdmin(ReadOnlyAdmin):
         "long_short_ratio",
         "top_position_ratio",
     ]
-    list_filter = ["market__exchange", "market", "source"]
+    list_filter = ["market__exchange", MarketFilter, "source"]
     list_select_related = ["market__exchange"]
     date_hierarchy = "stamped_at"
     show_full_result_count = False
@@ -521,7 +547,7 @@ class MetricsRowAdmin(ReadOnlyAdmin):
 @admin.register(LiquidationEvent)
 class LiquidationEventAdmin(ReadOnlyAdmin):
     list_display = ["time", "market", "side", "price", "quantity", "notional_usd", "source"]
-    list_filter = ["market__exchange", "market", "side", "source"]
+    list_filter = ["market__exchange", MarketFilter, "side", "source"]
     list_select_related = ["market__exchange"]
     date_hierarchy = "time"
     show_full_result_count = False
@@ -531,7 +557,7 @@ class LiquidationEventAdmin(ReadOnlyAdmin):
 @admin.register(MapSnapshot)
 class MapSnapshotAdmin(ReadOnlyAdmin):
     list_display = ["market", "window", "as_of", "age", "computed", "engine_version", "bin_count"]
-    list_filter = ["window", "market__exchange", "market"]
+    list_filter = ["window", "market__exchange", MarketFilter]
     list_select_related = ["market__exchange"]
     search_fields = ["market__symbol", "market__exchange__name"]
     exclude = ["data"]
@@ -559,6 +585,116 @@ class CalibrationAdmin(ReadOnlyAdmin):
         "coverage",
         "events_used",
     ]
-    list_filter = ["market__exchange", "market"]
+    list_filter = ["market__exchange", MarketFilter]
     list_select_related = ["market__exchange"]
     date_hierarchy = "computed_at"
+
+
+class ComputedAdmin(ReadOnlyAdmin):
+    """What the services computed from a market's data (signals, backtest, positioning, levels):
+    one row per market (per window for levels), to check when it was computed and what it says."""
+
+    list_filter = ["market__exchange", MarketFilter]
+    list_select_related = ["market__exchange"]
+    search_fields = ["market__symbol", "market__exchange__name"]
+
+    @admin.display(description="age of the data", ordering="as_of")
+    def age(self, obj) -> str:
+        return age(obj.as_of)
+
+    @admin.display(description="computed", ordering="computed_at")
+    def computed(self, obj) -> str:
+        return age(obj.computed_at)
+
+
+@admin.register(MarketSignals)
+class MarketSignalsAdmin(ComputedAdmin):
+    list_display = [
+        "market",
+        "age",
+        "computed",
+        "source",
+        "cascade_count",
+        "sweep_count",
+        "reversal",
+    ]
+
+    @admin.display(description="cascades")
+    def cascade_count(self, obj: MarketSignals) -> int:
+        return len(obj.cascades)
+
+    @admin.display(description="sweeps")
+    def sweep_count(self, obj: MarketSignals) -> int:
+        return len(obj.sweeps)
+
+    @admin.display(description="reversal watch")
+    def reversal(self, obj: MarketSignals) -> str:
+        watch = obj.reversal
+        if not watch:
+            return "-"
+        state = "confirmed" if watch["confirmed"] else "not confirmed"
+        return f"{state} ({watch['confirmations']} of 3 after the {watch['side']} cascade)"
+
+
+@admin.register(MarketBacktest)
+class MarketBacktestAdmin(ComputedAdmin):
+    list_display = ["market", "period", "computed", "source", "magnet"]
+
+    @admin.display(description="hours asked about (UTC)", ordering="period_end")
+    def period(self, obj: MarketBacktest) -> str:
+        return f"{obj.period_start:%Y-%m-%d %H:%M} to {obj.period_end:%Y-%m-%d %H:%M}"
+
+    @admin.display(description="larger first: hit / chance (cases)")
+    def magnet(self, obj: MarketBacktest) -> str:
+        figure = obj.results.get("magnet") or {}
+        if not figure.get("enough"):
+            return f"too few cases ({figure.get('cases', 0)})"
+        return f"{figure['hit_rate']:.0%} / {figure['chance_rate']:.0%} ({figure['cases']})"
+
+
+@admin.register(PositioningSnapshot)
+class PositioningSnapshotAdmin(ComputedAdmin):
+    list_display = ["market", "age", "computed", "whale_long", "retail_long", "anomaly_count"]
+    exclude = ["data"]
+
+    @admin.display(description="top traders long")
+    def whale_long(self, obj: PositioningSnapshot) -> str:
+        return _percent(obj.positioning.get("whale_long_pct"))
+
+    @admin.display(description="all accounts long")
+    def retail_long(self, obj: PositioningSnapshot) -> str:
+        return _percent(obj.positioning.get("retail_long_pct"))
+
+    @admin.display(description="anomalies")
+    def anomaly_count(self, obj: PositioningSnapshot) -> int:
+        return len(obj.anomalies)
+
+
+def _percent(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f} %"
+
+
+@admin.register(LevelsSnapshot)
+class LevelsSnapshotAdmin(ComputedAdmin):
+    list_display = ["market", "window", "age", "computed", "level_count", "wall_count"]
+    list_filter = ["window", *ComputedAdmin.list_filter]
+
+    @admin.display(description="support and resistance")
+    def level_count(self, obj: LevelsSnapshot) -> int:
+        return len(obj.support_resistance)
+
+    @admin.display(description="walls")
+    def wall_count(self, obj: LevelsSnapshot) -> int:
+        return len(obj.walls)
+
+
+@admin.register(OrderBookSnapshot)
+class OrderBookSnapshotAdmin(ReadOnlyAdmin):
+    list_display = ["time", "market", "mid", "best_bid", "best_ask", "bin_count", "source"]
+    list_filter = ["source", "market__exchange", MarketFilter]
+    list_select_related = ["market__exchange"]
+    search_fields = ["market__symbol", "market__exchange__name"]
+    date_hierarchy = "time"
+    show_full_result_count = False
+    ordering = ["-time"]
+    exclude = ["depth"]

@@ -554,21 +554,39 @@ class LiquidationEventAdmin(ReadOnlyAdmin):
     ordering = ["-time"]
 
 
-@admin.register(MapSnapshot)
-class MapSnapshotAdmin(ReadOnlyAdmin):
-    list_display = ["market", "window", "as_of", "age", "computed", "engine_version", "bin_count"]
-    list_filter = ["window", "market__exchange", MarketFilter]
+def count_column(field: str, description: str):
+    """A list column: how many items the row's JSON list `field` holds."""
+
+    @admin.display(description=description)
+    def column(self, obj) -> int:
+        return len(getattr(obj, field))
+
+    return column
+
+
+class ComputedAdmin(ReadOnlyAdmin):
+    """What the engine and the services computed from a market's data (maps, signals, backtest,
+    positioning, levels): one row per market (per window for maps and levels), to check when it
+    was computed and what it says."""
+
+    list_filter = ["market__exchange", MarketFilter]
     list_select_related = ["market__exchange"]
     search_fields = ["market__symbol", "market__exchange__name"]
-    exclude = ["data"]
 
     @admin.display(description="age of the data", ordering="as_of")
-    def age(self, obj: MapSnapshot) -> str:
+    def age(self, obj) -> str:
         return age(obj.as_of)
 
     @admin.display(description="computed", ordering="computed_at")
-    def computed(self, obj: MapSnapshot) -> str:
+    def computed(self, obj) -> str:
         return age(obj.computed_at)
+
+
+@admin.register(MapSnapshot)
+class MapSnapshotAdmin(ComputedAdmin):
+    list_display = ["market", "window", "as_of", "age", "computed", "engine_version", "bin_count"]
+    list_filter = ["window", *ComputedAdmin.list_filter]
+    exclude = ["data"]
 
 
 @admin.register(Calibration)
@@ -590,23 +608,6 @@ class CalibrationAdmin(ReadOnlyAdmin):
     date_hierarchy = "computed_at"
 
 
-class ComputedAdmin(ReadOnlyAdmin):
-    """What the services computed from a market's data (signals, backtest, positioning, levels):
-    one row per market (per window for levels), to check when it was computed and what it says."""
-
-    list_filter = ["market__exchange", MarketFilter]
-    list_select_related = ["market__exchange"]
-    search_fields = ["market__symbol", "market__exchange__name"]
-
-    @admin.display(description="age of the data", ordering="as_of")
-    def age(self, obj) -> str:
-        return age(obj.as_of)
-
-    @admin.display(description="computed", ordering="computed_at")
-    def computed(self, obj) -> str:
-        return age(obj.computed_at)
-
-
 @admin.register(MarketSignals)
 class MarketSignalsAdmin(ComputedAdmin):
     list_display = [
@@ -619,13 +620,8 @@ class MarketSignalsAdmin(ComputedAdmin):
         "reversal",
     ]
 
-    @admin.display(description="cascades")
-    def cascade_count(self, obj: MarketSignals) -> int:
-        return len(obj.cascades)
-
-    @admin.display(description="sweeps")
-    def sweep_count(self, obj: MarketSignals) -> int:
-        return len(obj.sweeps)
+    cascade_count = count_column("cascades", "cascades")
+    sweep_count = count_column("sweeps", "sweeps")
 
     @admin.display(description="reversal watch")
     def reversal(self, obj: MarketSignals) -> str:
@@ -665,9 +661,7 @@ class PositioningSnapshotAdmin(ComputedAdmin):
     def retail_long(self, obj: PositioningSnapshot) -> str:
         return _percent(obj.positioning.get("retail_long_pct"))
 
-    @admin.display(description="anomalies")
-    def anomaly_count(self, obj: PositioningSnapshot) -> int:
-        return len(obj.anomalies)
+    anomaly_count = count_column("anomalies", "anomalies")
 
 
 def _percent(value: float | None) -> str:
@@ -679,13 +673,8 @@ class LevelsSnapshotAdmin(ComputedAdmin):
     list_display = ["market", "window", "age", "computed", "level_count", "wall_count"]
     list_filter = ["window", *ComputedAdmin.list_filter]
 
-    @admin.display(description="support and resistance")
-    def level_count(self, obj: LevelsSnapshot) -> int:
-        return len(obj.support_resistance)
-
-    @admin.display(description="walls")
-    def wall_count(self, obj: LevelsSnapshot) -> int:
-        return len(obj.walls)
+    level_count = count_column("support_resistance", "support and resistance")
+    wall_count = count_column("walls", "walls")
 
 
 @admin.register(OrderBookSnapshot)

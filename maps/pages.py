@@ -32,6 +32,7 @@ from maps.selectors import (
     Freshness,
     coin_bases,
     coin_events_arrays,
+    coin_snapshots_for_listing,
     market_bars_arrays,
     market_by_slugs,
     market_by_symbol,
@@ -40,7 +41,6 @@ from maps.selectors import (
     market_windows_start,
     markets_for_listing,
     snapshot_freshness,
-    snapshots_for_listing,
     snapshots_of_markets,
 )
 from maps.services import coin_result, snapshot_to_result
@@ -710,7 +710,7 @@ def coin_markets_or_404(*, base: str) -> list[Market]:
 
 
 def coin_snapshots(*, base: str, window: str) -> list[MapSnapshot]:
-    return snapshots_for_listing(window=window, base=base)
+    return coin_snapshots_for_listing(window=window, base=base)
 
 
 def coin_version(snapshots: list[MapSnapshot]) -> str:

@@ -198,20 +198,17 @@ def coin_events_arrays(*, market_ids: list[int], start: datetime, end: datetime)
     )
 
 
-def snapshots_for_listing(
-    *, window: str, exchange: Exchange | None = None, base: str | None = None
-) -> list[MapSnapshot]:
-    """Snapshots of listed markets for `window` (no arrays), by exchange name then symbol."""
+def coin_snapshots_for_listing(*, window: str, base: str) -> list[MapSnapshot]:
+    """The coin's listed markets' snapshots for `window` (no arrays), by exchange name then
+    symbol."""
     snapshots = (
-        MapSnapshot.objects.filter(window=window, market__in=Market.objects.listed())
+        MapSnapshot.objects.filter(
+            window=window, market__in=Market.objects.listed(), market__base__iexact=base
+        )
         .select_related("market__exchange")
         .defer("data")
         .order_by("market__exchange__name", "market__symbol")
     )
-    if exchange is not None:
-        snapshots = snapshots.filter(market__exchange=exchange)
-    if base is not None:
-        snapshots = snapshots.filter(market__base__iexact=base)
     return list(snapshots)
 
 

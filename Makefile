@@ -44,7 +44,7 @@ format: $(VENV)/.dev
 	$(VENV)/bin/ruff format .
 
 worker: $(VENV)/.runtime
-	$(VENV)/bin/celery -A liqsite worker -Q ingest,ingest.binance,ingest.bybit,ingest.okx,compute -l info
+	$(VENV)/bin/celery -A liqsite worker -Q ingest,ingest.binance,ingest.bybit,ingest.okx,compute,followup -l info
 
 beat: $(VENV)/.runtime
 	$(VENV)/bin/celery -A liqsite beat -l info

@@ -251,8 +251,13 @@ if CELERY_TASK_SOFT_TIME_LIMIT >= CELERY_TASK_TIME_LIMIT:
 # while it runs (at most its time limit, 1800 s for a backfill), so anything shorter than
 # 305 + 1800 s would hand a live task to a second worker; anything much longer only delays the
 # recovery from a killed worker. The `liqsite.W001`/`E001` checks compare it with the tasks.
+#
+# A worker consuming several queues takes from them in the order its -Q names them
+# ("priority"), not in turn: a compute worker on `-Q compute,followup` refreshes every market's
+# maps before it spends time on the signals, levels and positioning those refreshes queue.
 CELERY_BROKER_TRANSPORT_OPTIONS = {
-    "visibility_timeout": envint("CELERY_VISIBILITY_TIMEOUT", 2160, minimum=1)
+    "visibility_timeout": envint("CELERY_VISIBILITY_TIMEOUT", 2160, minimum=1),
+    "queue_order_strategy": "priority",
 }
 CELERY_RESULT_EXPIRES = 3600
 CELERY_TIMEZONE = "UTC"
@@ -263,11 +268,19 @@ CELERY_TASK_ROUTES = {
     "maps.tasks.markets_ingest_tracked": {"queue": "ingest"},
     "maps.tasks.exchange_track_markets": {"queue": "ingest"},
     "maps.tasks.exchanges_track_markets": {"queue": "ingest"},
+    "maps.tasks.market_calibrate_task": {"queue": "followup"},
+    "maps.tasks.markets_calibrate_tracked": {"queue": "followup"},
     "maps.tasks.*": {"queue": "compute"},
     "maps.levels.tasks.market_orderbook_snapshot": {"queue": "ingest"},
     "maps.levels.tasks.orderbooks_snapshot_tracked": {"queue": "ingest"},
-    "maps.levels.tasks.*": {"queue": "compute"},
+    "maps.levels.tasks.*": {"queue": "followup"},
+    "maps.market_signals.tasks.*": {"queue": "followup"},
+    "maps.whales.tasks.*": {"queue": "followup"},
 }
+# What a market's new maps are followed by (its signals, levels and positioning) is superseded by
+# the next step's: one nobody started within this many seconds is dropped, so a cluster that
+# cannot keep up with them never piles up a backlog (the maps themselves never expire).
+LIQSITE_FOLLOWUP_EXPIRES_SECONDS = envint("LIQSITE_FOLLOWUP_EXPIRES_SECONDS", 600, minimum=300)
 CELERY_WORKER_SEND_TASK_EVENTS = False
 # Every minute: ingest every tracked market, then recompute its snapshots (a chain per market).
 # Daily: fit each market's tier weights to its real liquidations, and backtest each market's maps

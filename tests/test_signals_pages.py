@@ -12,6 +12,7 @@ import pytest
 from django.core.management import call_command
 from django.urls import reverse
 
+from liqsite.celery import app
 from maps.analytics.signals import DAY_MS
 from maps.market_signals import services, tasks
 from maps.models import MarketBacktest, MarketSignals, datetime_to_ms
@@ -184,11 +185,10 @@ def test_it_refreshes_the_signals_after_the_snapshots_are_recomputed(market):
         snapshots_computed.send(sender=object, market_id=market.pk, windows=["7d"])
         services.market_signals_refresh(market=market)
         snapshots_computed.send(sender=object, market_id=market.pk, windows=["7d"])
-    # none stored yet: computed in full a little later; then extended at once
-    assert queue.call_args_list == [
-        mock.call((market.pk,), countdown=120),
-        mock.call((market.pk,), countdown=0),
-    ]
+    # in full while none are stored, extended after: queued at once either way, on the queue the
+    # compute workers take from only once every market's maps are fresh
+    assert queue.call_args_list == [mock.call((market.pk,), {})] * 2
+    assert app.amqp.router.route({}, tasks.market_signals_refresh.name)["queue"].name == "followup"
 
 
 def test_it_stores_signals_and_backtests_through_the_tasks(market):

@@ -9,6 +9,7 @@ import ccxt
 import psycopg
 import pytest
 from celery.exceptions import MaxRetriesExceededError
+from django.conf import settings
 from django.core.cache import cache
 from django.db import connection
 
@@ -340,7 +341,7 @@ def test_it_backs_off_exponentially_with_jitter_and_a_cap():
     assert BACKOFF_CAP_SECONDS / 2 <= backoff(30) <= BACKOFF_CAP_SECONDS
 
 
-def test_it_routes_ingestion_and_computation_to_their_queues():
+def test_it_routes_ingestion_computation_and_what_follows_it_to_their_queues():
     router = app.amqp.router
 
     def queue(name: str) -> str:
@@ -350,7 +351,20 @@ def test_it_routes_ingestion_and_computation_to_their_queues():
     assert queue("maps.tasks.market_backfill") == "ingest"
     assert queue("maps.tasks.markets_ingest_tracked") == "ingest"
     assert queue("maps.tasks.market_snapshots_refresh") == "compute"
-    assert queue("maps.tasks.market_calibrate_task") == "compute"
+    assert queue("accounts.tasks.market_alerts_check") == "compute"
+    followup = [
+        "maps.tasks.market_calibrate_task",
+        "maps.levels.tasks.market_levels_compute",
+        "maps.market_signals.tasks.market_signals_refresh",
+        "maps.market_signals.tasks.market_backtest_refresh",
+        "maps.whales.tasks.market_positioning_refresh",
+    ]
+    assert [queue(name) for name in followup] == ["followup"] * len(followup)
+    # superseded by the next step's: dropped when no worker started them in time
+    expiring = [app.tasks[name].expires for name in followup[1:] if "backtest" not in name]
+    assert expiring == [settings.LIQSITE_FOLLOWUP_EXPIRES_SECONDS] * 3
+    assert app.tasks["maps.tasks.market_snapshots_refresh"].expires is None
+    assert app.conf.broker_transport_options["queue_order_strategy"] == "priority"
     assert app.conf.beat_schedule["ingest-tracked-markets"]["schedule"] == 60.0
 
 

@@ -27,6 +27,7 @@ from maps import ingest
 from maps.models import Bar, Exchange, MapSnapshot, Market
 from maps.tasks import (
     market_backfill,
+    market_calibrate_task,
     market_lock_key,
     market_snapshots_refresh,
     markets_ingest_tracked,
@@ -45,7 +46,7 @@ WORKER_ARGS = [
     "liqsite",
     "worker",
     "-Q",
-    "ingest,ingest.binance,ingest.bybit,ingest.okx,compute",
+    "ingest,ingest.binance,ingest.bybit,ingest.okx,compute,followup",
     "-c",
     "1",
     "--without-gossip",
@@ -219,12 +220,25 @@ def test_it_computes_a_market_once_when_two_workers_race(workers, binance_market
     )
 
 
+def test_a_compute_worker_refreshes_the_maps_before_what_follows_them(workers, binance_market):
+    """Queued first, the follow-ups still wait: a worker on `-Q compute,followup` takes from its
+    queues in that order (queue_order_strategy "priority"), not in turn."""
+    followups = [market_calibrate_task.delay(binance_market.pk) for _ in range(3)]
+    refreshes = [market_snapshots_refresh.delay(binance_market.pk) for _ in range(3)]
+    workers("alpha", queues="compute,followup")
+
+    assert [r.get(timeout=60) for r in refreshes] == [0] * 3  # no bars yet: nothing to store
+    assert [r.get(timeout=60) for r in followups] == [None] * 3  # no events to fit
+    # in turn, they would alternate: refresh, follow-up, refresh, ...
+    assert max(r.date_done for r in refreshes) < min(r.date_done for r in followups)
+
+
 def test_a_slow_exchange_delays_only_its_own_markets(workers, binance_market):
     okx = Exchange.objects.create(slug="okx", name="OKX", ccxt_id="okx")
     slow = Market.objects.create(
         exchange=okx, symbol="BTC-USDT-SWAP", slug="btcusdt", base="BTC", quote="USDT"
     )
-    workers("alpha", queues="ingest,ingest.binance,ingest.bybit,compute")
+    workers("alpha", queues="ingest,ingest.binance,ingest.bybit,compute,followup")
     workers("slow", queues="ingest.okx", LIQSITE_EXCHANGE_REPLAY_DELAY_MS="1000")
 
     assert markets_ingest_tracked() == 2
@@ -234,6 +248,11 @@ def test_a_slow_exchange_delays_only_its_own_markets(workers, binance_market):
         "Binance's maps while OKX answers slowly",
     )
 
+    wait_for(  # Binance's chain releases its claim just after storing the maps
+        lambda: Market.objects.get(pk=binance_market.pk).queued_at is None,
+        10,
+        "Binance's claim to be released",
+    )
     slow.refresh_from_db()
     assert snapshots(slow) == [] and slow.queued_at is not None  # OKX's chain still runs
     assert markets_ingest_tracked() == 1  # the next minute queues Binance again, not OKX

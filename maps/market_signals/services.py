@@ -138,16 +138,6 @@ def market_signals_refresh(*, market: Market, full: bool = False) -> MarketSigna
     return saved
 
 
-def signals_extendable(*, market_id: int) -> bool:
-    """Whether the market's stored signals can be extended (this version, younger than
-    INCREMENT_MS before its last bar) rather than computed again in full."""
-    stored = market_signals_stored(market_id=market_id)
-    last = Market.objects.filter(pk=market_id).values_list("last_bar_at", flat=True).first()
-    if stored is None or stored.version != VERSION or last is None:
-        return False
-    return datetime_to_ms(stored.as_of) >= datetime_to_ms(last) - INCREMENT_MS
-
-
 def market_signals_current(
     *, market: Market, as_of: datetime | None = None
 ) -> MarketSignals | None:

@@ -12,6 +12,7 @@ from datetime import timedelta
 import numpy as np
 import pytest
 from django.core.cache import cache
+from django.db import connection
 from django.urls import reverse
 from django.utils import timezone
 
@@ -152,6 +153,48 @@ def test_it_writes_an_npz_that_numpy_and_zipfile_read_back_exactly():
         for name, array in arrays.items():
             loaded = npz[name.removesuffix(".npy")]
             assert loaded.dtype == array.dtype and np.array_equal(loaded, array)
+
+
+@pytest.mark.postgres
+def test_postgresql_compresses_the_arrays_itself_so_they_are_stored_as_they_are(market):
+    snapshot = MapSnapshot.objects.get(market=market, window="90d")
+
+    archive = zipfile.ZipFile(io.BytesIO(bytes(snapshot.data)))
+    assert {i.compress_type for i in archive.infolist()} == {zipfile.ZIP_STORED}
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_column_compression(data), pg_column_size(data), octet_length(data) "
+            "FROM maps_mapsnapshot WHERE id = %s",
+            [snapshot.pk],
+        )
+        method, stored, length = cursor.fetchone()
+    assert method == "lz4" and stored < length / 2
+
+
+@pytest.mark.postgres
+def test_a_server_without_lz4_gets_the_arrays_deflated(market, monkeypatch):
+    monkeypatch.setattr("maps.services._lz4_databases", {})
+    with connection.cursor() as cursor:  # what migration 0012 leaves on such a server
+        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")  # no foreign key check left pending
+        cursor.execute('ALTER TABLE "maps_mapsnapshot" ALTER COLUMN "data" SET COMPRESSION pglz')
+
+    market_snapshots_compute(market=market)
+
+    snapshot = MapSnapshot.objects.get(market=market, window="7d")
+    archive = zipfile.ZipFile(io.BytesIO(bytes(snapshot.data)))
+    assert {i.compress_type for i in archive.infolist()} == {zipfile.ZIP_DEFLATED}
+    alone = engine.run(market_bars_arrays(market_id=market.pk), market.engine_params("7d"))
+    assert np.array_equal(snapshot.arrays["heat_long"], alone.heat_long.astype(np.float32))
+
+
+def test_it_replaces_each_windows_snapshot_in_place(market):
+    before = dict(MapSnapshot.objects.filter(market=market).values_list("window", "pk"))
+
+    stored = market_snapshots_compute(market=market)
+
+    assert {s.window: s.pk for s in stored} == before
+    assert MapSnapshot.objects.filter(market=market).count() == len(WINDOWS)
+    assert all(not s._state.adding for s in stored)
 
 
 # The beat's claims.

@@ -169,21 +169,16 @@ def _report(
 
 
 def _closed(f: np.ndarray, opened: list, liquidated: tuple) -> tuple[float, float]:
-    """USD closed by turnover and OI falls per side: a per-step scalar recurrence on each side's
-    total, independent of the per-group arithmetic."""
-    active_long = active_short = closed_long = closed_short = 0.0
-    for f_i, o_long, o_short, l_long, l_short in zip(
-        f[1:].tolist(),
-        opened[0][1:].tolist(),
-        opened[1][1:].tolist(),
-        liquidated[0].tolist(),
-        liquidated[1].tolist(),
-        strict=True,
-    ):
-        left_long = active_long - l_long
-        left_short = active_short - l_short
-        closed_long += left_long * (1.0 - f_i)
-        closed_short += left_short * (1.0 - f_i)
-        active_long = left_long * f_i + o_long
-        active_short = left_short * f_i + o_short
-    return closed_long, closed_short
+    """USD closed by turnover and OI falls per side, from each side's per-step totals alone,
+    independent of the per-group arithmetic. A side's total follows
+    A_i = (A_{i-1} - liquidated_i) * f_i + opened_i from A_0 = 0, so what it closed is what it
+    opened less what it liquidated and what it still holds after the last step, and that last
+    total is each step's amount times the product of the factors that came after it."""
+    later = np.ones(len(f))  # later[i] = f[i + 1] * ... * f[n - 1]
+    later[:-1] = np.cumprod(f[:0:-1])[::-1]
+    from_step = f * later  # f[i] * ... * f[n - 1]
+    out = []
+    for opens, liquids in zip(opened, liquidated, strict=True):
+        held = float(opens[1:] @ later[1:]) - float(liquids @ from_step[1:])
+        out.append(float(opens[1:].sum()) - float(liquids.sum()) - held)
+    return out[0], out[1]

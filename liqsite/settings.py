@@ -281,6 +281,14 @@ CELERY_TASK_ROUTES = {
 # the next step's: one nobody started within this many seconds is dropped, so a cluster that
 # cannot keep up with them never piles up a backlog (the maps themselves never expire).
 LIQSITE_FOLLOWUP_EXPIRES_SECONDS = envint("LIQSITE_FOLLOWUP_EXPIRES_SECONDS", 600, minimum=300)
+CELERY_TASK_ANNOTATIONS = {
+    name: {"expires": LIQSITE_FOLLOWUP_EXPIRES_SECONDS}
+    for name in (
+        "maps.levels.tasks.market_levels_compute",
+        "maps.market_signals.tasks.market_signals_refresh",
+        "maps.whales.tasks.market_positioning_refresh",
+    )
+}
 CELERY_WORKER_SEND_TASK_EVENTS = False
 # Every minute: ingest every tracked market, then recompute its snapshots (a chain per market).
 # Daily: fit each market's tier weights to its real liquidations, and backtest each market's maps

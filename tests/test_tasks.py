@@ -15,6 +15,8 @@ from django.db import connection
 
 from liqsite.celery import app
 from maps import connectors
+from maps.levels.tasks import market_levels_compute
+from maps.market_signals.tasks import market_signals_refresh
 from maps.models import Calibration, Exchange, LiquidationEvent, MapSnapshot, Market
 from maps.signals import snapshots_computed
 from maps.tasks import (
@@ -30,6 +32,7 @@ from maps.tasks import (
     markets_calibrate_tracked,
     markets_ingest_tracked,
 )
+from maps.whales.tasks import market_positioning_refresh
 
 WINDOWS = ["12h", "24h", "3d", "7d", "30d", "90d"]
 START = 1736877600000  # 2025-01-14T18:00:00Z
@@ -361,9 +364,9 @@ def test_it_routes_ingestion_computation_and_what_follows_it_to_their_queues():
     ]
     assert [queue(name) for name in followup] == ["followup"] * len(followup)
     # superseded by the next step's: dropped when no worker started them in time
-    expiring = [app.tasks[name].expires for name in followup[1:] if "backtest" not in name]
-    assert expiring == [settings.LIQSITE_FOLLOWUP_EXPIRES_SECONDS] * 3
-    assert app.tasks["maps.tasks.market_snapshots_refresh"].expires is None
+    expiring = [market_levels_compute, market_signals_refresh, market_positioning_refresh]
+    assert [t.expires for t in expiring] == [settings.LIQSITE_FOLLOWUP_EXPIRES_SECONDS] * 3
+    assert market_snapshots_refresh.expires is None
     assert app.conf.broker_transport_options["queue_order_strategy"] == "priority"
     assert app.conf.beat_schedule["ingest-tracked-markets"]["schedule"] == 60.0
 

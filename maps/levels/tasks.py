@@ -81,13 +81,7 @@ def orderbooks_prune() -> int:
     return services.orderbooks_prune(days=settings.LIQSITE_ORDERBOOK_DAYS)
 
 
-@shared_task(
-    acks_late=True,
-    ignore_result=True,
-    soft_time_limit=100,
-    time_limit=120,
-    expires=settings.LIQSITE_FOLLOWUP_EXPIRES_SECONDS,
-)
+@shared_task(acks_late=True, ignore_result=True, soft_time_limit=100, time_limit=120)
 def market_levels_compute(market_id: int, windows: list[str]) -> int:
     """Store the levels of the market's snapshots for `windows`; returns how many. The bars and
     walls are read once, for the longest window. A window whose levels cannot be computed is

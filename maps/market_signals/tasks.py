@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 
 from celery import shared_task
-from django.conf import settings
 from django.db import DatabaseError
 
 from maps.market_signals import services
@@ -27,14 +26,7 @@ from maps.tasks import (
 log = logging.getLogger(__name__)
 
 
-@shared_task(
-    bind=True,
-    acks_late=True,
-    max_retries=2,
-    soft_time_limit=240,
-    time_limit=300,
-    expires=settings.LIQSITE_FOLLOWUP_EXPIRES_SECONDS,
-)
+@shared_task(bind=True, acks_late=True, max_retries=2, soft_time_limit=240, time_limit=300)
 def market_signals_refresh(self, market_id: int) -> int:
     """Recompute and store the market's signals; returns how many cascades they hold (0 when
     skipped: the market is gone, has no bars, or another worker is computing them)."""

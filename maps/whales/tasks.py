@@ -7,7 +7,6 @@ from __future__ import annotations
 import logging
 
 from celery import shared_task
-from django.conf import settings
 from django.db import DatabaseError, transaction
 from kombu.exceptions import OperationalError
 
@@ -23,14 +22,7 @@ from maps.whales import services
 log = logging.getLogger(__name__)
 
 
-@shared_task(
-    bind=True,
-    acks_late=True,
-    max_retries=2,
-    soft_time_limit=120,
-    time_limit=180,
-    expires=settings.LIQSITE_FOLLOWUP_EXPIRES_SECONDS,
-)
+@shared_task(bind=True, acks_late=True, max_retries=2, soft_time_limit=120, time_limit=180)
 def market_positioning_refresh(self, market_id: int) -> int:
     """Recompute and store the market's positioning; returns how many anomalies it lists (0 when
     skipped: the market is gone, has no bars, or another worker is computing it)."""

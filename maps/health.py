@@ -3,10 +3,11 @@
 200 with `"status": "ok"` when all three are fine, 503 otherwise; JSON either way. No login, no
 HTTPS redirect (SECURE_REDIRECT_EXEMPT), two cheap queries, and a Redis PING plus INFO and CONFIG
 GET, whose findings that can lose queued tasks (persistence off) are listed as broker `warnings`
-without failing the check. A market is stale when its data (the last bar's end), or with fresh
-data its maps, are older than LIQSITE_STALE_AFTER_SECONDS, the rule the pages use; each stale
-market carries the reason (maps/coverage/selectors.py), and `reasons` and `by_exchange` count
-them. Only tracked live markets count (not demo data, not exchanges we do not ingest).
+without failing the check, and the length of each queue. A market is stale when its data (the
+last bar's end), or with fresh data its maps, are older than LIQSITE_STALE_AFTER_SECONDS, the rule
+the pages use; each stale market carries the reason (maps/coverage/selectors.py), and `reasons`
+and `by_exchange` count them. Only tracked live markets count (not demo data, not exchanges we do
+not ingest).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 
 from maps.coverage.selectors import markets_freshness
+from maps.tasks import INGEST_QUEUES
 
 STALE_LISTED = 20
 
@@ -42,16 +44,32 @@ def database_check() -> dict:
 
 
 def broker_check() -> dict:
-    """Redis answers PING; its warnings (persistence off, evicting keys) do not fail the check."""
+    """Redis answers PING; its warnings (persistence off, evicting keys) do not fail the check.
+    `queued` counts the tasks waiting in each queue: a `compute` that keeps growing means too few
+    compute processes for the markets; a long `followup` only that signals and levels lag."""
     if settings.CELERY_TASK_ALWAYS_EAGER:
         return {"ok": True, "mode": "in-process"}
     client = _redis(settings.CELERY_BROKER_URL)
     try:
         client.ping()
         warnings = broker_warnings(client)
+        queued = queue_lengths(client)
     except (redis.RedisError, OSError) as exc:
         return {"ok": False, "error": type(exc).__name__}
-    return {"ok": True, "warnings": warnings} if warnings else {"ok": True}
+    out = {"ok": True, "queued": queued}
+    if warnings:
+        out["warnings"] = warnings
+    return out
+
+
+def queue_lengths(client: redis.Redis) -> dict[str, int]:
+    """Tasks waiting in each of the project's queues (started ones are not counted), in one round
+    trip."""
+    names = [*INGEST_QUEUES, "compute", "followup"]
+    pipe = client.pipeline(transaction=False)
+    for name in names:
+        pipe.llen(name)
+    return dict(zip(names, pipe.execute(), strict=True))
 
 
 def broker_warnings(client: redis.Redis) -> list[str]:

@@ -15,6 +15,9 @@ from django.core.management.base import SystemCheckError
 from liqsite.checks import VISIBILITY_SLACK_SECONDS, longest_task_seconds, visibility_timeout_check
 from maps import health
 
+# Every queue the project's tasks go to, in the order /healthz lists them.
+QUEUES = ["ingest", "ingest.binance", "ingest.bybit", "ingest.okx", "compute", "followup"]
+
 
 def test_it_sets_the_visibility_timeout_just_above_the_longest_unacknowledged_task():
     name, needed = longest_task_seconds()
@@ -86,7 +89,23 @@ def test_it_warns_in_healthz_when_redis_persistence_is_off(client, db, settings,
 def test_it_does_not_warn_when_redis_persists(settings, redis_server):
     url, _ = redis_server(persistent=True)
 
-    assert broker_with(settings, url) == {"ok": True}
+    assert broker_with(settings, url) == {"ok": True, "queued": dict.fromkeys(QUEUES, 0)}
+
+
+@pytest.mark.redis_server
+def test_it_counts_the_tasks_waiting_in_each_queue(settings, redis_server):
+    import redis
+
+    url, _ = redis_server(persistent=True)
+    client = redis.Redis.from_url(url)
+    client.rpush("followup", *[b"{}"] * 3)
+    client.rpush("compute", b"{}")
+    client.rpush("ingest.okx", b"{}")
+
+    queued = broker_with(settings, url)["queued"]
+
+    assert list(queued) == QUEUES
+    assert queued == {**dict.fromkeys(QUEUES, 0), "compute": 1, "followup": 3, "ingest.okx": 1}
 
 
 @pytest.mark.redis_server
@@ -107,7 +126,7 @@ def test_it_warns_when_redis_evicts_queued_tasks(settings, redis_server):
 @pytest.mark.redis_server
 def test_it_reports_the_broker_failing_once_redis_is_killed(settings, redis_server):
     url, process = redis_server(persistent=True)
-    assert broker_with(settings, url) == {"ok": True}
+    assert broker_with(settings, url) == {"ok": True, "queued": dict.fromkeys(QUEUES, 0)}
 
     process.kill()
     process.wait()

@@ -41,7 +41,7 @@ STEP_CHOICES = [
 GRADE_CHOICES = [
     ("A", "A: reliable"),
     ("B", "B: good"),
-    ("C", "C: thin"),
+    ("C", "C: limited"),
     ("D", "D: unreliable"),
 ]
 

@@ -304,7 +304,8 @@ def market_snapshots_compute(
 
 
 def market_calibrate(*, market: Market, window: str = "30d") -> Calibration | None:
-    """Fit the tier weights to the market's real liquidations over `window`; None without events."""
+    """Fit the tier weights to the market's real liquidations over `window`, and grade the market
+    again with the model's skill this calibration measured; None without events."""
     bars = market_bars_for_windows(market=market, windows=[window])
     if len(bars.ts) < 2:
         return None
@@ -325,23 +326,28 @@ def market_calibrate(*, market: Market, window: str = "30d") -> Calibration | No
     fit = result.calibration
     if fit is None or not fit.get("events_used"):
         return None
-    calibration, _ = Calibration.objects.update_or_create(
-        market=market,
-        period_start=ms_to_datetime(int(result.report["window_start"])),
-        period_end=end,
-        engine_version=engine.ENGINE_VERSION,
-        defaults={
-            "computed_at": timezone.now(),
-            "prior": market.tiers,
-            "weights": fit["weights"],
-            "scale": fit["scale"],
-            "corr_long": fit["corr_long"],
-            "corr_short": fit["corr_short"],
-            "hit_rate": fit["hit_rate"],
-            "coverage": fit["coverage"],
-            "events_used": fit["events_used"],
-        },
-    )
+    now = timezone.now()
+    with transaction.atomic():
+        calibration, _ = Calibration.objects.update_or_create(
+            market=market,
+            period_start=ms_to_datetime(int(result.report["window_start"])),
+            period_end=end,
+            engine_version=engine.ENGINE_VERSION,
+            defaults={
+                "computed_at": now,
+                "prior": market.tiers,
+                "weights": fit["weights"],
+                "scale": fit["scale"],
+                "corr_long": fit["corr_long"],
+                "corr_short": fit["corr_short"],
+                "hit_rate": fit["hit_rate"],
+                "coverage": fit["coverage"],
+                "events_used": fit["events_used"],
+            },
+        )
+        # graded on the bars a refresh grades on (history counts from the longest window's)
+        graded = market_bars_for_windows(market=market, windows=settings.LIQSITE_WINDOWS)
+        market_grade_refresh(market=market, bars=graded, now=now)
     return calibration
 
 

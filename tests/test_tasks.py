@@ -326,6 +326,25 @@ def test_it_ingests_a_real_market_added_to_a_demo_exchange(live):
     assert market.bars.count() == 144
 
 
+def test_a_calibration_grades_the_market_again_with_the_skill_it_measured(live):
+    market = live()
+    market_ingest.delay(market.pk).get()
+    market_snapshots_refresh.delay(market.pk).get()
+    market.refresh_from_db()
+    before = {r["criterion"]: r for r in market.grade_reasons}
+    add_real_events(market)
+
+    calibration = Calibration.objects.get(pk=market_calibrate_task.delay(market.pk).get())
+
+    market.refresh_from_db()
+    skill = {r["criterion"]: r for r in market.grade_reasons}["skill"]
+    assert before["skill"]["text"] == "Not scored: no real liquidations recorded for a calibration"
+    assert skill["text"] == (
+        f"Not scored: {calibration.events_used} real liquidations, fewer than 30"
+    )  # the recorded half day holds too few to grade, but the grade reads this calibration
+    assert market.graded_at == calibration.computed_at
+
+
 def test_it_keeps_one_calibration_per_period_when_a_task_runs_again(live):
     market = live()
     market_ingest.delay(market.pk).get()

@@ -63,9 +63,10 @@ def broker_check() -> dict:
 
 
 def queue_lengths(client: redis.Redis) -> dict[str, int]:
-    """Tasks waiting in each of the project's queues (started ones are not counted), in one round
-    trip."""
-    names = [*INGEST_QUEUES, "compute", "followup"]
+    """Tasks waiting in each queue the tasks are routed to (started ones are not counted), in one
+    round trip."""
+    routed = [route["queue"] for route in settings.CELERY_TASK_ROUTES.values()]
+    names = list(dict.fromkeys([*INGEST_QUEUES, settings.CELERY_TASK_DEFAULT_QUEUE, *routed]))
     pipe = client.pipeline(transaction=False)
     for name in names:
         pipe.llen(name)
